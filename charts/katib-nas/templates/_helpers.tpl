@@ -1,0 +1,159 @@
+{{/* Chart name, cut to the 63 characters a DNS label allows. */}}
+{{- define "katib-nas.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-and-chart name, cut to 63 characters. */}}
+{{- define "katib-nas.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "katib-nas.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "katib-nas.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Name of one component: the fullname cut so that fullname, dash and suffix fit in 63 characters.
+Takes a dict with "context" (the root) and "component".
+*/}}
+{{- define "katib-nas.componentName" -}}
+{{- $full := include "katib-nas.fullname" .context }}
+{{- $max := sub 62 (len .component) | int }}
+{{- printf "%s-%s" ($full | trunc $max | trimSuffix "-") .component }}
+{{- end }}
+
+{{/*
+The Experiment name. Katib names trials <experiment>-<8 chars> and the suggestion
+<experiment>-<algorithm>; `katib-nas validate` checks those stay within 63 characters.
+*/}}
+{{- define "katib-nas.experimentName" -}}
+{{- default (include "katib-nas.fullname" .) .Values.experiment.name }}
+{{- end }}
+
+{{/* Selector labels: name, instance and component. Takes a dict with "context" and "component". */}}
+{{- define "katib-nas.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "katib-nas.name" .context }}
+app.kubernetes.io/instance: {{ .context.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Common labels. Takes a dict with "context" and "component". */}}
+{{- define "katib-nas.labels" -}}
+helm.sh/chart: {{ include "katib-nas.chart" .context }}
+{{ include "katib-nas.selectorLabels" . }}
+app.kubernetes.io/version: {{ .context.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .context.Release.Service }}
+app.kubernetes.io/part-of: katib-nas
+{{- with .context.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "katib-nas.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "katib-nas.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* An image reference from an image block: digest wins over tag, tag defaults to appVersion. */}}
+{{- define "katib-nas.image" -}}
+{{- $tag := default .context.Chart.AppVersion .image.tag }}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* The claim every workload mounts. */}}
+{{- define "katib-nas.claimName" -}}
+{{- if .Values.persistence.existingClaim }}
+{{- .Values.persistence.existingClaim }}
+{{- else }}
+{{- include "katib-nas.componentName" (dict "context" . "component" "models") }}
+{{- end }}
+{{- end }}
+
+{{/* Volumes shared by every pod: the model PVC and a writable /tmp (the root filesystem is read-only). */}}
+{{- define "katib-nas.volumes" -}}
+- name: models
+  persistentVolumeClaim:
+    claimName: {{ include "katib-nas.claimName" . }}
+- name: tmp
+  emptyDir: {}
+{{- end }}
+
+{{- define "katib-nas.volumeMounts" -}}
+- name: models
+  mountPath: {{ .Values.persistence.mountPath }}
+- name: tmp
+  mountPath: /tmp
+{{- end }}
+
+{{/* Where the best-model pointer and trial records of this Experiment live. */}}
+{{- define "katib-nas.experimentDir" -}}
+{{- printf "%s/%s" (.Values.persistence.mountPath | trimSuffix "/") (include "katib-nas.experimentName" .) }}
+{{- end }}
+
+{{/*
+The promotion step of the server image. Takes a dict with "context" and "mode":
+"watch" keeps the best-model pointer current while the Experiment runs,
+"first" returns once a best model exists, "final" once the Experiment has finished.
+*/}}
+{{- define "katib-nas.promoteCommand" -}}
+{{- $ := .context }}
+- python
+- -m
+- katib_nas_server
+- promote
+- --{{ .mode }}
+- --experiment={{ include "katib-nas.experimentName" $ }}
+- --namespace={{ include "katib-nas.namespace" $ }}
+- --model-root={{ $.Values.persistence.mountPath }}
+{{- end }}
+
+{{/* Fails with an install hint when a CRD the chart needs is missing. */}}
+{{- define "katib-nas.requireAPI" -}}
+{{- if not (or .context.Values.capabilities.assumeCRDs (.context.Capabilities.APIVersions.Has .api)) }}
+{{- fail (printf "katib-nas: the %s API (%s) is not installed in this cluster; %s, or set capabilities.assumeCRDs=true to render offline" .what .api .hint) }}
+{{- end }}
+{{- end }}
+
+{{/* Render-time guards that span several values. */}}
+{{- define "katib-nas.validate" -}}
+{{- $min := index .Chart.Annotations "katib-nas/min-helm-version" }}
+{{- if not (semverCompare (printf ">=%s-0" $min) .Capabilities.HelmVersion.Version) }}
+{{- fail (printf "katib-nas: Helm %s is too old; this chart needs Helm >= %s (run ci/install-tools.sh or upgrade helm)" .Capabilities.HelmVersion.Version $min) }}
+{{- end }}
+{{- if and (not .Values.persistence.enabled) (not .Values.persistence.existingClaim) }}
+{{- fail "katib-nas: persistence.enabled=false needs persistence.existingClaim: trials, extraction, batch and server share the model volume; set persistence.existingClaim=<pvc> or persistence.enabled=true" }}
+{{- end }}
+{{- $e := .Values.experiment }}
+{{- if and (not $e.parameters) (not $e.nasConfig) }}
+{{- fail "katib-nas: experiment.parameters is empty and experiment.nasConfig is unset; add a search space under experiment.parameters" }}
+{{- end }}
+{{- if and $e.parameters $e.nasConfig }}
+{{- fail "katib-nas: experiment.parameters and experiment.nasConfig are both set; keep only one of them" }}
+{{- end }}
+{{- if gt (int $e.parallelTrialCount) (int $e.maxTrialCount) }}
+{{- fail (printf "katib-nas: experiment.parallelTrialCount (%d) is larger than experiment.maxTrialCount (%d); lower parallelTrialCount" (int $e.parallelTrialCount) (int $e.maxTrialCount)) }}
+{{- end }}
+{{- if gt (int $e.maxFailedTrialCount) (int $e.maxTrialCount) }}
+{{- fail (printf "katib-nas: experiment.maxFailedTrialCount (%d) is larger than experiment.maxTrialCount (%d); lower maxFailedTrialCount" (int $e.maxFailedTrialCount) (int $e.maxTrialCount)) }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Builds the pinned Go tools (helm, ct, kubeconform, helm-unittest, helm-docs) into .tools/bin
+# from the Go module proxy; no release binary is downloaded.
+# Idempotent: a tool is rebuilt only when its pinned version changes (one stamp file per tool).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="${KATIB_NAS_TOOLS:-$ROOT/.tools}"
+BIN="$TOOLS/bin"
+mkdir -p "$BIN"
+
+# The minimum Helm version the chart supports; Chart.yaml's guard states the same.
+HELM_VERSION=v3.19.5
+CT_VERSION=v3.14.0
+KUBECONFORM_VERSION=v0.7.0
+HELM_UNITTEST_VERSION=v1.1.2
+HELM_DOCS_VERSION=v1.14.2
+
+# build_tool NAME VERSION MODULE PACKAGE [LDFLAGS] [REPLACE]
+# Builds through a throwaway wrapper module: `go install pkg@version` asks the proxy for the
+# module's version list, which the proxy refuses for some modules (chart-testing).
+build_tool() {
+  local name=$1 version=$2 module=$3 pkg=$4 ldflags=${5:-} replace=${6:-}
+  local stamp="$TOOLS/.$name.version"
+  if [[ -x "$BIN/$name" && -f "$stamp" && "$(cat "$stamp")" == "$version" ]]; then
+    return 0
+  fi
+  echo "install-tools: building $name $version (first run on this machine only)" >&2
+  local work
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' RETURN
+  printf 'module katibnas/tools/%s\n\ngo 1.24\n\nrequire %s %s\n' "$name" "$module" "$version" >"$work/go.mod"
+  # A replace in the tool's own go.mod does not apply to a module that requires it: repeat it.
+  [[ -z "$replace" ]] || printf '\nreplace %s\n' "$replace" >>"$work/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$pkg" >"$work/tools.go"
+  (
+    cd "$work"
+    GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || GOFLAGS=-mod=mod go mod tidy
+    GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN/$name.tmp" "$pkg"
+  )
+  mv "$BIN/$name.tmp" "$BIN/$name"
+  echo "$version" >"$stamp"
+}
+
+build_tool helm "$HELM_VERSION" helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm \
+  "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+build_tool ct "$CT_VERSION" github.com/helm/chart-testing/v3 github.com/helm/chart-testing/v3/ct \
+  "-X github.com/helm/chart-testing/v3/ct/cmd.Version=$CT_VERSION"
+build_tool kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform github.com/yannh/kubeconform/cmd/kubeconform
+build_tool untt "$HELM_UNITTEST_VERSION" github.com/helm-unittest/helm-unittest github.com/helm-unittest/helm-unittest/cmd/helm-unittest \
+  "" "github.com/vmware-labs/yaml-jsonpath v0.3.2 => github.com/helm-unittest/yaml-jsonpath v0.4.0"
+build_tool helm-docs "$HELM_DOCS_VERSION" github.com/norwoodj/helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs
+
+# helm-unittest runs as a helm plugin: register our own build (its upstream plugin.yaml would
+# download a release binary in an install hook).
+PLUGIN_DIR="$TOOLS/helm-plugins/unittest"
+mkdir -p "$PLUGIN_DIR"
+cat >"$PLUGIN_DIR/plugin.yaml" <<YAML
+name: "unittest"
+version: "${HELM_UNITTEST_VERSION#v}"
+usage: "unit test for helm charts"
+description: "helm-unittest built from the Go module proxy by ci/install-tools.sh"
+command: "$BIN/untt"
+YAML
+echo "install-tools: tools ready in $BIN" >&2

@@ -1,0 +1,391 @@
+"""Pydantic models of the chart values and of cluster profiles.
+
+These models are the single source of truth for the chart's values: `values.schema.json` is
+generated from `ChartValues` (see `schema.py`). Field descriptions feed the schema.
+Structural rules live here; rules that need a cluster profile or cross-field reasoning live in
+`checks_*.py` so that every problem is reported at once, one line each.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A search-space bound as a user writes it: Katib wants strings, YAML users write numbers.
+Scalar = str | int | float
+# Pass-through Kubernetes blocks (resources, affinity, ...): open objects, checked by Kubernetes.
+KubeObject = dict[str, Any]
+
+
+class StrictModel(BaseModel):
+    """Objects we own are closed, so a typo such as `experimnt` fails at install."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class OpenModel(BaseModel):
+    """Katib pass-through blocks stay open: Katib adds fields faster than we do."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# --- search space --------------------------------------------------------------------------
+
+
+class FeasibleSpace(StrictModel):
+    min: Scalar | None = Field(None, description="Lower bound (int/double). Rendered as a quoted string.")
+    max: Scalar | None = Field(None, description="Upper bound (int/double). Rendered as a quoted string.")
+    step: Scalar | None = Field(None, description="Step (int/double); required for double parameters with grid.")
+    list: list[Scalar] | None = Field(None, description="Values (categorical/discrete).")
+    distribution: Literal["uniform", "logUniform", "normal", "logNormal"] | None = Field(
+        None, description="Sampling distribution (Katib >= 0.18)."
+    )
+
+
+class Parameter(StrictModel):
+    name: str = Field(
+        description="Parameter name; the trainer receives it as the flag `--<name>`.",
+        pattern=r"^[a-z][a-z0-9-]*$",
+        max_length=63,
+    )
+    parameterType: Literal["int", "double", "categorical", "discrete"] = Field(description="Katib parameter type.")
+    feasibleSpace: FeasibleSpace = Field(description="Range or list the algorithm samples from.")
+
+
+class Setting(StrictModel):
+    name: str = Field(description="Setting name.", min_length=1)
+    value: Scalar = Field(description="Setting value (rendered as a quoted string).")
+
+
+class MetricStrategy(StrictModel):
+    name: str = Field(description="Metric name.")
+    value: Literal["min", "max", "latest"] = Field(description="Which reported value Katib keeps.")
+
+
+class Objective(StrictModel):
+    type: Literal["maximize", "minimize"] = Field("maximize", description="Optimisation direction.")
+    goal: float | None = Field(None, description="(float) Stop the Experiment once this objective value is reached.")
+    objectiveMetricName: str = Field("accuracy", description="Metric the search optimises.", min_length=1)
+    additionalMetricNames: list[str] = Field(
+        default_factory=lambda: ["loss"], description="Other metrics Katib records."
+    )
+    metricStrategies: list[MetricStrategy] = Field(
+        default_factory=list, description="How Katib reduces each metric's series (default: best value)."
+    )
+
+
+class Algorithm(StrictModel):
+    algorithmName: Literal[
+        "random",
+        "grid",
+        "tpe",
+        "multivariate-tpe",
+        "cmaes",
+        "sobol",
+        "bayesianoptimization",
+        "hyperband",
+        "pbt",
+        "enas",
+        "darts",
+    ] = Field("random", description="Katib suggestion algorithm.")
+    algorithmSettings: list[Setting] = Field(default_factory=list, description="Algorithm settings.")
+
+
+class EarlyStopping(StrictModel):
+    enabled: bool = Field(True, description="Stop trials that do worse than the median of the others.")
+    algorithmName: Literal["medianstop"] = Field("medianstop", description="Katib early-stopping algorithm.")
+    algorithmSettings: list[Setting] = Field(
+        default_factory=lambda: [Setting(name="min_trials_required", value="3"), Setting(name="start_step", value="4")],
+        description="Settings: `min_trials_required` (> 0), `start_step` (>= 1).",
+    )
+
+
+class FileSystemPath(StrictModel):
+    path: str = Field(description="Absolute path of the metrics file or directory in the trial container.")
+    kind: Literal["File", "Directory"] = Field("File", description="File (File collector) or Directory (TfEvent).")
+    format: Literal["TEXT", "JSON"] | None = Field(None, description="(string) File collector format.")
+
+
+class MetricsSource(StrictModel):
+    fileSystemPath: FileSystemPath | None = Field(None, description="Where File/TfEvent collectors read metrics.")
+    filter: OpenModel | None = Field(None, description="Katib `metricsFormat` filter (regexes with two groups).")
+    httpGet: OpenModel | None = Field(None, description="Prometheus collector endpoint.")
+
+
+class MetricsCollector(StrictModel):
+    kind: Literal["StdOut", "File", "TfEvent", "Prometheus", "Custom", "None", "Push"] = Field(
+        "StdOut", description="How Katib collects trial metrics. StdOut parses `name=value` lines."
+    )
+    source: MetricsSource | None = Field(None, description="Metrics source (File, TfEvent, Prometheus).")
+    customCollector: KubeObject | None = Field(None, description="Container spec for the Custom collector.")
+
+
+# The chart's default search space: an MLP on digits.
+DEFAULT_PARAMETERS: list[dict[str, Any]] = [
+    {"name": "lr", "parameterType": "double", "feasibleSpace": {"min": 0.0005, "max": 0.01}},
+    {"name": "num-layers", "parameterType": "int", "feasibleSpace": {"min": 1, "max": 3}},
+    {"name": "units", "parameterType": "categorical", "feasibleSpace": {"list": ["64", "128", "256"]}},
+    {"name": "dropout", "parameterType": "double", "feasibleSpace": {"min": 0.0, "max": 0.4}},
+    {"name": "batch-size", "parameterType": "categorical", "feasibleSpace": {"list": ["32", "64", "128"]}},
+    {"name": "optimizer", "parameterType": "categorical", "feasibleSpace": {"list": ["adam", "sgd"]}},
+]
+
+
+class Experiment(StrictModel):
+    name: str = Field(
+        "",
+        description="Experiment name. @default -- the release's full name.",
+        pattern=r"^([a-z]([-a-z0-9]*[a-z0-9])?)?$",
+        max_length=63,
+    )
+    objective: Objective = Field(default_factory=Objective, description="What the search optimises.")
+    algorithm: Algorithm = Field(default_factory=Algorithm, description="How Katib suggests trials.")
+    earlyStopping: EarlyStopping = Field(default_factory=EarlyStopping, description="Katib early stopping.")
+    parallelTrialCount: int = Field(2, ge=1, description="Trials running at once.")
+    maxTrialCount: int = Field(12, ge=1, description="Trials in the whole search.")
+    maxFailedTrialCount: int = Field(3, ge=0, description="Failed trials after which the Experiment fails.")
+    resumePolicy: Literal["Never", "LongRunning", "FromVolume"] = Field(
+        "Never", description="What happens to the suggestion service when the Experiment ends."
+    )
+    metricsCollector: MetricsCollector = Field(default_factory=MetricsCollector, description="Metrics collector.")
+    parameters: list[Parameter] = Field(
+        default_factory=lambda: [Parameter.model_validate(p) for p in DEFAULT_PARAMETERS],
+        description="HPO/architecture search space; each parameter reaches the trainer as `--<name>`.",
+    )
+    nasConfig: OpenModel | None = Field(
+        None, description="(object) Katib `nasConfig` (graphConfig, operations) for enas/darts instead of parameters."
+    )
+
+
+class SearchSpace(StrictModel):
+    """The part of an Experiment that the algorithm samples: used by checks and the importer."""
+
+    parameters: list[Parameter]
+    nasConfig: OpenModel | None = None
+
+
+# --- workloads -----------------------------------------------------------------------------
+
+
+class Image(StrictModel):
+    repository: str = Field(description="Image repository.", min_length=1)
+    tag: str = Field("", description="Image tag. @default -- the chart's appVersion.")
+    digest: str = Field("", description="Image digest (sha256:...); wins over the tag.", pattern=r"^(sha256:[a-f0-9]{64})?$")
+    pullPolicy: Literal["Always", "IfNotPresent", "Never"] = Field("IfNotPresent", description="Image pull policy.")
+
+
+class Scheduling(StrictModel):
+    """Where a workload's pods run and what they ask for."""
+
+    resources: KubeObject = Field(default_factory=dict, description="Container resources (requests/limits).")
+    nodeSelector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods require.")
+    tolerations: list[KubeObject] = Field(default_factory=list, description="Tolerations for tainted nodes.")
+    affinity: KubeObject = Field(default_factory=dict, description="Pod affinity rules.")
+
+
+class TrialParameter(StrictModel):
+    name: str = Field(description="Name used as `${trialParameters.<name>}` in `trial.args`.", pattern=r"^[^{}]+$")
+    reference: str = Field(description="Experiment parameter (or `${trialSpec.Name}`-style meta key) it takes.")
+    description: str = Field("", description="Shown in the Katib UI.")
+
+
+class Trial(Scheduling):
+    image: Image = Field(
+        default_factory=lambda: Image(repository="ghcr.io/katib-nas/trainer"), description="Trainer image."
+    )
+    command: list[str] = Field(
+        default_factory=lambda: ["python", "-m", "katib_nas_trainer"],
+        description="Trainer command. Must be explicit: Katib's StdOut collector replaces the entrypoint with `sh -c`.",
+        min_length=1,
+    )
+    args: list[str] = Field(
+        default_factory=list,
+        description="Verbatim trainer arguments with `${trialParameters.X}` references. @default -- one "
+        "`--<name>=${trialParameters.<name>}` per parameter plus the fixed flags below.",
+    )
+    trialParameters: list[TrialParameter] = Field(
+        default_factory=list,
+        description="Verbatim Katib trialParameters, used with `trial.args`. @default -- one per experiment "
+        "parameter plus `trialName`.",
+    )
+    dataset: str = Field("digits", description="Data set flag for the trainer (digits, mnist, fashion-mnist, a file).")
+    epochs: int = Field(20, ge=1, description="Epochs per trial (the trainer's `--epochs`).")
+    extraArgs: list[str] = Field(default_factory=list, description="More trainer flags, appended after the generated ones.")
+    env: list[KubeObject] = Field(default_factory=list, description="Extra environment variables for the trainer.")
+    runtimeClassName: str = Field("", description="RuntimeClass for trial pods (k3s GPU nodes need `nvidia`).")
+    backoffLimit: int = Field(1, ge=0, description="Pod retries of a trial Job; the trainer resumes from its checkpoint.")
+    retain: bool = Field(False, description="Keep finished trial Jobs and pods for debugging.")
+    successCondition: str = Field(
+        'status.conditions.#(type=="Complete")#|#(status=="True")#', description="When Katib marks a trial Job done."
+    )
+    failureCondition: str = Field(
+        'status.conditions.#(type=="Failed")#|#(status=="True")#', description="When Katib marks a trial Job failed."
+    )
+
+
+class Persistence(StrictModel):
+    enabled: bool = Field(True, description="Create a PVC for trial records and models.")
+    existingClaim: str = Field("", description="Use this existing PVC instead of creating one.")
+    size: str = Field("2Gi", description="PVC size.", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+    accessModes: list[Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod", "ReadOnlyMany"]] = Field(
+        default_factory=lambda: ["ReadWriteOnce"],
+        description="PVC access modes. Multi-node trials sharing the PVC need ReadWriteMany.",
+        min_length=1,
+    )
+    storageClassName: str | None = Field(None, description="(string) Storage class. Unset uses the cluster default.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="PVC annotations.")
+    mountPath: str = Field("/models", description="Where pods mount the PVC (the model root).", pattern=r"^/")
+
+
+class Extract(Scheduling):
+    enabled: bool = Field(
+        True,
+        description="The extraction pod: mounts the PVC for `kubectl cp` and keeps the best-model pointer current.",
+    )
+    restartPolicy: Literal["Always", "OnFailure", "Never"] = Field("OnFailure", description="Pod restart policy.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Pod annotations (hooks included).")
+
+
+class BatchInference(Scheduling):
+    enabled: bool = Field(True, description="Score a data set with the best model once the Experiment finishes.")
+    dataset: str = Field("digits", description="Data set to score (digits test split or a file on the PVC).")
+    batchSize: int = Field(256, ge=1, description="Rows per inference batch.")
+    backoffLimit: int = Field(2, ge=0, description="Job retries.")
+    ttlSecondsAfterFinished: int | None = Field(None, ge=0, description="(int) Delete the finished Job after this.")
+    restartPolicy: Literal["OnFailure", "Never"] = Field("Never", description="Pod restart policy.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Job annotations (hooks included).")
+
+
+class Service(StrictModel):
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field("ClusterIP", description="Service type.")
+    port: int = Field(80, ge=1, le=65535, description="Service port.")
+
+
+class ServiceMonitor(StrictModel):
+    enabled: bool = Field(False, description="Create a Prometheus Operator ServiceMonitor (skipped without the CRD).")
+    interval: str = Field("30s", description="Scrape interval.")
+
+
+class KServe(StrictModel):
+    minReplicas: int = Field(1, ge=0, description="InferenceService minimum replicas (0 scales to zero).")
+    maxReplicas: int = Field(1, ge=1, description="InferenceService maximum replicas.")
+
+
+class Server(Scheduling):
+    enabled: bool = Field(True, description="Serve the best model.")
+    mode: Literal["fastapi", "kserve"] = Field(
+        "fastapi", description="fastapi: Deployment+Service. kserve: an InferenceService (needs KServe)."
+    )
+    image: Image = Field(
+        default_factory=lambda: Image(repository="ghcr.io/katib-nas/server"),
+        description="Inference server image (also runs the extraction, promotion and batch steps).",
+    )
+    modelName: str = Field("digits", description="Model name in the inference protocol's URLs.", pattern=r"^[a-z0-9-]+$")
+    replicas: int = Field(1, ge=1, description="Server replicas (fastapi mode).")
+    containerPort: int = Field(8080, ge=1024, le=65535, description="Port the server listens on (non-root).")
+    service: Service = Field(default_factory=Service, description="Service in front of the server (fastapi mode).")
+    serviceMonitor: ServiceMonitor = Field(default_factory=ServiceMonitor, description="Prometheus scraping.")
+    kserve: KServe = Field(default_factory=KServe, description="KServe mode settings.")
+
+
+class ServiceAccount(StrictModel):
+    create: bool = Field(True, description="Create the ServiceAccount the extraction/batch/server pods use.")
+    name: str = Field("", description="ServiceAccount name. @default -- the release's full name.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="ServiceAccount annotations.")
+
+
+class Rbac(StrictModel):
+    create: bool = Field(True, description="Create a Role/RoleBinding to read Experiments and Trials in this namespace.")
+
+
+class Capabilities(StrictModel):
+    assumeCRDs: bool = Field(
+        False, description="Render as if the Katib (and KServe) CRDs exist: for offline `helm template` and CI only."
+    )
+
+
+class ChartValues(StrictModel):
+    """Values of charts/katib-nas."""
+
+    profile: str = Field(
+        "",
+        description="Cluster profile `katib-nas validate` checks this file against: `microk8s`, `k3s-gpu`, "
+        "or a profile file path relative to this values file.",
+    )
+    nameOverride: str = Field("", description="Replaces the chart name in resource names.")
+    fullnameOverride: str = Field("", description="Replaces the release-and-chart full name.")
+    namespaceOverride: str = Field("", description="Namespace for all resources. @default -- the release namespace.")
+    commonLabels: dict[str, str] = Field(default_factory=dict, description="Labels added to every resource.")
+    capabilities: Capabilities = Field(default_factory=Capabilities, description="Render-time capability overrides.")
+    podSecurityContext: KubeObject = Field(
+        default_factory=lambda: {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 0, "fsGroup": 0,
+                                 "seccompProfile": {"type": "RuntimeDefault"}},
+        description="Pod security context of every pod (meets the restricted Pod Security Standard).",
+    )
+    securityContext: KubeObject = Field(
+        default_factory=lambda: {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                 "capabilities": {"drop": ["ALL"]}},
+        description="Container security context of every container.",
+    )
+    experiment: Experiment = Field(default_factory=Experiment, description="The Katib Experiment.")
+    trial: Trial = Field(default_factory=Trial, description="The trial Job every suggestion runs.")
+    persistence: Persistence = Field(default_factory=Persistence, description="The model PVC.")
+    serviceAccount: ServiceAccount = Field(default_factory=ServiceAccount, description="ServiceAccount.")
+    rbac: Rbac = Field(default_factory=Rbac, description="RBAC.")
+    extract: Extract = Field(default_factory=Extract, description="Model-extraction pod.")
+    batchInference: BatchInference = Field(default_factory=BatchInference, description="Batch-inference Job.")
+    server: Server = Field(default_factory=Server, description="Inference server.")
+
+
+# --- cluster profiles ----------------------------------------------------------------------
+
+
+class Taint(StrictModel):
+    key: str
+    value: str = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+
+
+class NodeGroup(StrictModel):
+    name: str = Field(description="Name of this group of identical nodes.")
+    count: int = Field(1, ge=1, description="Nodes in the group.")
+    cpu: str = Field(description="CPU capacity per node (Kubernetes quantity).")
+    memory: str = Field(description="Memory capacity per node (Kubernetes quantity).")
+    gpus: int = Field(0, ge=0, description="Whole GPUs per node (not shareable).")
+    gpuMemory: str | None = Field(None, description="Memory per GPU.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Node labels.")
+    taints: list[Taint] = Field(default_factory=list, description="Node taints.")
+
+
+class Reserve(StrictModel):
+    cpu: str = Field("0", description="CPU kept back per node for the system and Kubernetes.")
+    memory: str = Field("0", description="Memory kept back per node.")
+
+
+class StorageProfile(StrictModel):
+    accessModes: list[Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod", "ReadOnlyMany"]] = Field(
+        description="Access modes the profile's storage class supports."
+    )
+    storageClassName: str | None = Field(None, description="Default storage class of the cluster.")
+
+
+class KServeSupport(StrictModel):
+    supported: bool = Field(description="Whether KServe (Istio, Knative, KServe) can run on this cluster.")
+    reason: str = Field("", description="Why not, shown to the user.")
+
+
+class ClusterProfile(StrictModel):
+    name: str = Field(description="Profile name.")
+    description: str = Field("", description="What cluster this describes.")
+    kubernetesVersion: str = Field(description="Kubernetes version of the cluster (x.y).")
+    nodes: list[NodeGroup] = Field(min_length=1, description="Node groups.")
+    systemReserved: Reserve = Field(default_factory=Reserve, description="Per-node reserve.")
+    gpuResourceName: str = Field("nvidia.com/gpu", description="Extended resource name of a GPU.")
+    gpuRuntimeClassName: str | None = Field(None, description="RuntimeClass GPU pods need (k3s: nvidia).")
+    metricsCollectorRequests: Reserve = Field(
+        default_factory=lambda: Reserve(cpu="50m", memory="10Mi"),
+        description="Requests of the metrics-collector sidecar Katib injects into trial pods.",
+    )
+    storage: StorageProfile = Field(description="Storage the model PVC can use.")
+    kserve: KServeSupport = Field(description="Whether server.mode=kserve can work here.")

@@ -1,0 +1,45 @@
+"""Loading cluster profiles: the built-in ones shipped with the package, or a user's YAML file."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from .errors import ProfileError
+from .models import ClusterProfile
+from .yamlio import format_validation_error
+
+BUILTIN_PROFILES = ("microk8s", "k3s-gpu")
+
+
+def load_profile(ref: str, relative_to: Path | None = None) -> ClusterProfile:
+    """Resolve `ref` as a built-in profile name, else as a file path (relative to the values file)."""
+    if ref in BUILTIN_PROFILES:
+        text = resources.files("generator").joinpath("profiles", f"{ref}.yaml").read_text(encoding="utf-8")
+        source = f"profile {ref}"
+    else:
+        path = Path(ref)
+        if not path.is_absolute() and relative_to is not None:
+            path = relative_to / path
+        if not path.is_file():
+            raise ProfileError(
+                f"profile {ref!r} is neither a built-in profile ({', '.join(BUILTIN_PROFILES)}) nor a file "
+                f"(looked for {path}); write one with `katib-nas profile detect -o {ref}`"
+            )
+        text = path.read_text(encoding="utf-8")
+        source = str(path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{source}: not valid YAML: {exc}") from None
+    try:
+        return ClusterProfile.model_validate(data)
+    except ValidationError as exc:
+        raise ProfileError("\n".join(format_validation_error(source, exc))) from None
+
+
+def dump_profile(profile: ClusterProfile) -> str:
+    return yaml.safe_dump(profile.model_dump(mode="json", exclude_defaults=False), sort_keys=False)

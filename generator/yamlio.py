@@ -1,0 +1,72 @@
+"""Reading values files and turning pydantic errors into `FILE: path: message` lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .errors import Problem, ValuesError
+
+
+def value_path(loc: tuple[str | int, ...] | list[str | int]) -> str:
+    """('experiment', 'parameters', 0, 'name') -> 'experiment.parameters[0].name'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+_FIXES = {
+    "extra_forbidden": "remove it or fix its spelling",
+    "missing": "add it",
+    "literal_error": "",
+    "string_pattern_mismatch": "",
+}
+
+
+def format_validation_error(source: str, exc: ValidationError) -> list[str]:
+    return [str(p) for p in validation_problems(source, exc)]
+
+
+def validation_problems(source: str, exc: ValidationError) -> list[Problem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        # pydantic appends the union member tried ('str', 'int') to the location: drop those.
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p in {"str", "int", "float", "bool"})]
+        kind = err["type"]
+        msg = err["msg"]
+        if kind == "extra_forbidden":
+            msg = "unknown key"
+        fix = _FIXES.get(kind, "")
+        problems.append(Problem(source, value_path(loc), f"{msg}; {fix}" if fix else msg))
+    # A union failure is reported once per member; keep one line per path.
+    seen: set[str] = set()
+    unique = []
+    for p in problems:
+        if p.path not in seen:
+            seen.add(p.path)
+            unique.append(p)
+    return unique
+
+
+def load_values_file(path: Path) -> dict[str, Any]:
+    """Read a values file: a clear error for a missing file, bad YAML or a non-mapping top level."""
+    if not path.is_file():
+        raise ValuesError([Problem(str(path), "", "file not found; pass the path of a values file")])
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ValuesError([Problem(str(path), "", f"{where}not valid YAML ({getattr(exc, 'problem', exc)})")]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValuesError([Problem(str(path), "", "the top level must be a mapping of values")])
+    return data
