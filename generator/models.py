@@ -8,6 +8,7 @@ Structural rules live here; rules that need a cluster profile or cross-field rea
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,7 +38,7 @@ class FeasibleSpace(StrictModel):
     min: Scalar | None = Field(None, description="Lower bound (int/double). Rendered as a quoted string.")
     max: Scalar | None = Field(None, description="Upper bound (int/double). Rendered as a quoted string.")
     step: Scalar | None = Field(None, description="Step (int/double); required for double parameters with grid.")
-    list: list[Scalar] | None = Field(None, description="Values (categorical/discrete).")
+    list: builtins.list[Scalar] | None = Field(None, description="Values (categorical/discrete).")
     distribution: Literal["uniform", "logUniform", "normal", "logNormal"] | None = Field(
         None, description="Sampling distribution (Katib >= 0.18)."
     )

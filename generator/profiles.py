@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -13,12 +12,13 @@ from .models import ClusterProfile
 from .yamlio import format_validation_error
 
 BUILTIN_PROFILES = ("microk8s", "k3s-gpu")
+PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 
 
 def load_profile(ref: str, relative_to: Path | None = None) -> ClusterProfile:
     """Resolve `ref` as a built-in profile name, else as a file path (relative to the values file)."""
     if ref in BUILTIN_PROFILES:
-        text = resources.files("generator").joinpath("profiles", f"{ref}.yaml").read_text(encoding="utf-8")
+        text = (PROFILE_DIR / f"{ref}.yaml").read_text(encoding="utf-8")
         source = f"profile {ref}"
     else:
         path = Path(ref)

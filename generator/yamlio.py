@@ -70,3 +70,19 @@ def load_values_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValuesError([Problem(str(path), "", "the top level must be a mapping of values")])
     return data
+
+
+def coalesce(defaults: Any, overrides: Any) -> Any:
+    """Merge a values file over the chart defaults the way Helm does: mappings merge key by key,
+    lists and scalars replace, and an explicit null removes the default."""
+    if not isinstance(defaults, dict) or not isinstance(overrides, dict):
+        return overrides
+    merged = dict(defaults)
+    for key, value in overrides.items():
+        if value is None:
+            merged.pop(key, None)
+        elif key in merged:
+            merged[key] = coalesce(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,440 @@
+"""Checks of the Experiment part of the values: what Katib's webhook rejects at submission, and what
+Katib accepts but fails on later (in the suggestion service, the trial pods or the collector).
+
+Each check yields (value path, message) pairs; the message says what is wrong and how to fix it.
+Katib sources these rules follow: pkg/webhook/v1beta1/experiment/validator/validator.go, the
+ValidateAlgorithmSettings of the suggestion services and ValidateEarlyStoppingSettings of medianstop.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from .models import ChartValues, Experiment, Parameter, Setting
+from .trainer_contract import TRAINER_FLAGS, TRAINER_METRICS, TRAINER_REPOSITORY_SUFFIX
+
+Finding = tuple[str, str]
+
+# Katib: trial names are <experiment>-<8 random chars>, used as label values (<= 63).
+TRIAL_SUFFIX = 9
+K8S_NAME_MAX = 63
+EARLY_STOPPING_COLLECTORS = ("StdOut", "File", "TfEvent")
+# Katib's `${trialSpec.X}` meta references (consts.TrialTemplateMetaKeys).
+META_REFERENCE = re.compile(r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|Labels\[.+\]|Annotations\[.+\])\}$")
+TRIAL_PARAMETER_USE = re.compile(r"\$\{trialParameters\.(.+?)\}")
+
+
+def fullname(release: str, values: ChartValues) -> str:
+    """The chart's katib-nas.fullname helper, in Python."""
+    if values.fullnameOverride:
+        return values.fullnameOverride[:63].rstrip("-")
+    name = values.nameOverride or "katib-nas"
+    full = release if name in release else f"{release}-{name}"
+    return full[:63].rstrip("-")
+
+
+def experiment_name(release: str, values: ChartValues) -> str:
+    return values.experiment.name or fullname(release, values)
+
+
+def number(value: Any) -> float | None:
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return None
+    return result if math.isfinite(result) else None
+
+
+def settings_dict(settings: list[Setting]) -> dict[str, str]:
+    return {s.name: str(s.value) for s in settings}
+
+
+def check_search(values: ChartValues, release: str) -> Iterator[Finding]:
+    e = values.experiment
+    yield from _counts(e)
+    yield from _names(values, release)
+    yield from _objective(e)
+    yield from _space(e)
+    yield from _algorithm(e)
+    yield from _early_stopping(e)
+    yield from _collector(values)
+    yield from _trial_template(values)
+    if values.trial.image.repository.endswith(TRAINER_REPOSITORY_SUFFIX):
+        yield from _trainer_contract(values)
+
+
+def _counts(e: Experiment) -> Iterator[Finding]:
+    if e.parallelTrialCount > e.maxTrialCount:
+        yield ("experiment.parallelTrialCount",
+               f"{e.parallelTrialCount} is larger than maxTrialCount {e.maxTrialCount}; Katib rejects it, "
+               f"set it to {e.maxTrialCount} or less")
+    if e.maxFailedTrialCount > e.maxTrialCount:
+        yield ("experiment.maxFailedTrialCount",
+               f"{e.maxFailedTrialCount} is larger than maxTrialCount {e.maxTrialCount}; Katib rejects it, "
+               f"set it to {e.maxTrialCount} or less")
+
+
+def _names(values: ChartValues, release: str) -> Iterator[Finding]:
+    name = experiment_name(release, values)
+    path = "experiment.name" if values.experiment.name else "fullnameOverride"
+    limit = K8S_NAME_MAX - TRIAL_SUFFIX
+    if len(name) > limit:
+        yield (path, f"Experiment name {name!r} has {len(name)} characters; Katib names trials <name>-<8 chars>, "
+                     f"which must fit in 63, so use at most {limit}")
+    services = [values.experiment.algorithm.algorithmName]
+    if values.experiment.earlyStopping.enabled:
+        services.append(values.experiment.earlyStopping.algorithmName)
+    for service in services:
+        if len(name) + 1 + len(service) > K8S_NAME_MAX:
+            yield (path, f"Experiment name {name!r} is too long for Katib's service {name}-{service} "
+                         f"(63 characters at most); use at most {K8S_NAME_MAX - 1 - len(service)} characters")
+
+
+def _objective(e: Experiment) -> Iterator[Finding]:
+    o = e.objective
+    if o.objectiveMetricName in o.additionalMetricNames:
+        yield ("experiment.objective.additionalMetricNames",
+               f"contains the objective metric {o.objectiveMetricName!r}; Katib rejects it, remove it from the list")
+    for i, strategy in enumerate(o.metricStrategies):
+        if strategy.name not in (o.objectiveMetricName, *o.additionalMetricNames):
+            yield (f"experiment.objective.metricStrategies[{i}].name",
+                   f"{strategy.name!r} is neither the objective nor an additional metric; add it to "
+                   "additionalMetricNames or remove the strategy")
+
+
+def _space(e: Experiment) -> Iterator[Finding]:
+    if not e.parameters and e.nasConfig is None:
+        yield ("experiment.parameters", "is empty and experiment.nasConfig is unset; Katib needs a search space, "
+                                        "add parameters")
+    if e.parameters and e.nasConfig is not None:
+        yield ("experiment.nasConfig", "is set together with experiment.parameters; Katib accepts only one, "
+                                       "remove one of them")
+    seen: dict[str, int] = {}
+    for i, p in enumerate(e.parameters):
+        if p.name in seen:
+            yield (f"experiment.parameters[{i}].name",
+                   f"{p.name!r} duplicates experiment.parameters[{seen[p.name]}]; rename or remove one")
+        seen.setdefault(p.name, i)
+        yield from _parameter(f"experiment.parameters[{i}]", p)
+
+
+def _parameter(path: str, p: Parameter) -> Iterator[Finding]:
+    fs = p.feasibleSpace
+    space = f"{path}.feasibleSpace"
+    if p.parameterType in ("int", "double"):
+        if fs.list is not None:
+            yield (f"{space}.list", f"is not supported for parameterType {p.parameterType}; use min and max")
+        if fs.min is None or fs.max is None:
+            yield (space, f"min and max are required for parameterType {p.parameterType}")
+            return
+        lo, hi = number(fs.min), number(fs.max)
+        for key, raw, val in (("min", fs.min, lo), ("max", fs.max, hi)):
+            if val is None:
+                yield (f"{space}.{key}", f"{raw!r} is not a number")
+            elif p.parameterType == "int" and not float(val).is_integer():
+                yield (f"{space}.{key}", f"{raw!r} is not an integer; parameterType int needs whole numbers")
+        if lo is None or hi is None:
+            return
+        if lo >= hi:
+            yield (space, f"min must be < max (min {fs.min}, max {fs.max}); swap or widen them")
+        if fs.step is not None:
+            step = number(fs.step)
+            if step is None or step <= 0:
+                yield (f"{space}.step", f"{fs.step!r} must be a positive number")
+            elif lo < hi and step > hi - lo:
+                yield (f"{space}.step", f"{fs.step} is larger than the range {fs.min}..{fs.max}; "
+                                        "use a step of at most max - min")
+            elif p.parameterType == "int" and not step.is_integer():
+                yield (f"{space}.step", f"{fs.step!r} is not an integer; parameterType int needs a whole step")
+        if fs.distribution in ("logUniform", "logNormal") and lo <= 0:
+            yield (f"{space}.min", f"{fs.min} must be > 0 for distribution {fs.distribution}")
+    else:
+        for key in ("min", "max", "step"):
+            if getattr(fs, key) is not None:
+                yield (f"{space}.{key}", f"is not supported for parameterType {p.parameterType}; "
+                                         "list the values under feasibleSpace.list")
+        if not fs.list:
+            yield (f"{space}.list", f"is empty; parameterType {p.parameterType} needs at least one value")
+            return
+        texts = [str(v) for v in fs.list]
+        dupes = sorted({t for t in texts if texts.count(t) > 1})
+        if dupes:
+            yield (f"{space}.list", f"has duplicate values {dupes}; list each value once")
+        if p.parameterType == "discrete":
+            bad = [t for t in texts if number(t) is None]
+            if bad:
+                yield (f"{space}.list", f"discrete values must be numbers, not {bad}; use parameterType categorical")
+
+
+def grid_size(parameters: list[Parameter]) -> int | None:
+    """Number of grid points, or None when a parameter has no finite grid."""
+    total = 1
+    for p in parameters:
+        fs = p.feasibleSpace
+        if p.parameterType in ("categorical", "discrete"):
+            total *= len(fs.list or [])
+            continue
+        lo, hi = number(fs.min), number(fs.max)
+        step = number(fs.step) if fs.step is not None else (1.0 if p.parameterType == "int" else None)
+        if lo is None or hi is None or step is None or step <= 0 or lo > hi:
+            return None
+        total *= int(math.floor((hi - lo) / step + 1e-9)) + 1
+    return total
+
+
+_INT_SETTING = re.compile(r"^-?\d+$")
+
+
+def _nonneg_int(value: str) -> bool:
+    return bool(_INT_SETTING.match(value)) and int(value) >= 0
+
+
+def _algorithm(e: Experiment) -> Iterator[Finding]:
+    name = e.algorithm.algorithmName
+    settings = settings_dict(e.algorithm.algorithmSettings)
+    path = "experiment.algorithm.algorithmSettings"
+    params = e.parameters
+
+    def unknown(allowed: tuple[str, ...]) -> Iterator[Finding]:
+        for i, s in enumerate(e.algorithm.algorithmSettings):
+            if s.name not in allowed:
+                yield (f"{path}[{i}].name", f"{name} has no setting {s.name!r}; Katib's suggestion service fails on "
+                                            f"it, use one of {', '.join(allowed) or '(none)'}")
+
+    if name in ("enas", "darts"):
+        if e.nasConfig is None:
+            yield ("experiment.nasConfig", f"{name} needs a nasConfig (graphConfig and operations) instead of "
+                                           "parameters; add experiment.nasConfig or pick an HPO algorithm")
+        return
+    if e.nasConfig is not None:
+        yield ("experiment.algorithm.algorithmName", f"{name} cannot use experiment.nasConfig; use enas or darts")
+    if name in ("random", "grid"):
+        yield from unknown(("random_state",))
+    elif name in ("tpe", "multivariate-tpe"):
+        yield from unknown(("n_startup_trials", "n_ei_candidates", "random_state"))
+    elif name == "cmaes":
+        yield from unknown(("restart_strategy", "sigma", "random_state"))
+        if settings.get("restart_strategy", "none") not in ("ipop", "None", "none"):
+            yield (path, "cmaes restart_strategy must be ipop or none")
+        if sum(p.parameterType in ("int", "double") for p in params) < 2:
+            yield ("experiment.parameters", "cmaes needs at least two int or double parameters; add one or use tpe")
+    elif name == "bayesianoptimization":
+        yield from unknown(("base_estimator", "n_initial_points", "acq_func", "acq_optimizer", "random_state"))
+        choices = {"base_estimator": ("GP", "RF", "ET", "GBRT"),
+                   "acq_func": ("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps"),
+                   "acq_optimizer": ("auto", "sampling", "lbfgs")}
+        for key, allowed in choices.items():
+            if key in settings and settings[key] not in allowed:
+                yield (path, f"bayesianoptimization {key} {settings[key]!r} must be one of {', '.join(allowed)}")
+        for i, p in enumerate(params):
+            if p.parameterType != "double":
+                continue
+            lo = number(p.feasibleSpace.min)
+            if lo is not None and lo <= 0:
+                yield (f"experiment.parameters[{i}].feasibleSpace.min",
+                       f"{p.feasibleSpace.min} must be > 0 for bayesianoptimization: Katib's skopt service samples "
+                       "doubles log-uniformly in older releases and fails; use a small positive min such as 1e-6")
+            if p.feasibleSpace.distribution in ("normal", "logNormal"):
+                yield (f"experiment.parameters[{i}].feasibleSpace.distribution",
+                       "bayesianoptimization supports only uniform and logUniform")
+    elif name == "hyperband":
+        yield from _hyperband(e, settings, path)
+    elif name == "pbt":
+        yield from _pbt(settings, path)
+    for key in ("random_state", "n_startup_trials", "n_ei_candidates", "n_initial_points"):
+        if key in settings and not _nonneg_int(settings[key]):
+            yield (path, f"{name} setting {key} must be an integer >= 0, not {settings[key]!r}")
+    if "sigma" in settings and (number(settings["sigma"]) is None or float(settings["sigma"]) < 0):
+        yield (path, f"cmaes setting sigma must be a number >= 0, not {settings['sigma']!r}")
+    if name == "grid":
+        for i, p in enumerate(params):
+            if p.parameterType == "double" and p.feasibleSpace.step is None:
+                yield (f"experiment.parameters[{i}].feasibleSpace.step",
+                       "grid needs a step for double parameters; add feasibleSpace.step")
+        size = grid_size(params)
+        if size is not None and e.maxTrialCount > size:
+            yield ("experiment.maxTrialCount", f"{e.maxTrialCount} is more than the {size} points of the grid; Katib's "
+                                               f"grid service fails, set maxTrialCount to {size} or less")
+
+
+def _hyperband(e: Experiment, settings: dict[str, str], path: str) -> Iterator[Finding]:
+    if "r_l" not in settings or "resource_name" not in settings:
+        yield (path, "hyperband needs settings r_l and resource_name (the parameter that carries the budget, "
+                     "such as epochs)")
+        return
+    r_l = number(settings["r_l"])
+    if r_l is None or r_l <= 0:
+        yield (path, f"hyperband r_l must be a positive number, not {settings['r_l']!r}")
+        return
+    eta = int(number(settings.get("eta", "3")) or 3)
+    eta = eta if eta > 0 else 3
+    s_max = int(math.log(r_l) / math.log(eta)) if r_l >= 1 and eta > 1 else 0
+    needed = int(math.ceil(eta**s_max))
+    if e.parallelTrialCount < needed:
+        yield ("experiment.parallelTrialCount", f"hyperband with r_l={settings['r_l']} and eta={eta} needs "
+                                                f"parallelTrialCount >= {needed}; raise it or lower r_l")
+    if settings["resource_name"] not in {p.name for p in e.parameters}:
+        yield (path, f"hyperband resource_name {settings['resource_name']!r} is not a parameter; add it to "
+                     "experiment.parameters")
+
+
+def _pbt(settings: dict[str, str], path: str) -> Iterator[Finding]:
+    missing = [k for k in ("suggestion_trial_dir", "n_population", "truncation_threshold") if k not in settings]
+    if missing:
+        yield (path, f"pbt needs settings {', '.join(missing)}")
+        return
+    population = number(settings["n_population"])
+    if population is None or population < 5:
+        yield (path, f"pbt n_population must be >= 5, not {settings['n_population']!r}")
+    threshold = number(settings["truncation_threshold"])
+    if threshold is None or not 0 <= threshold <= 1:
+        yield (path, f"pbt truncation_threshold must be between 0 and 1, not {settings['truncation_threshold']!r}")
+    if "resample_probability" in settings:
+        prob = number(settings["resample_probability"])
+        if prob is None or not 0 <= prob <= 1:
+            yield (path, "pbt resample_probability must be between 0 and 1")
+
+
+def _early_stopping(e: Experiment) -> Iterator[Finding]:
+    es = e.earlyStopping
+    if not es.enabled:
+        return
+    path = "experiment.earlyStopping.algorithmSettings"
+    for i, s in enumerate(es.algorithmSettings):
+        value = str(s.value)
+        if s.name == "min_trials_required":
+            if not _INT_SETTING.match(value) or int(value) <= 0:
+                yield (f"{path}[{i}].value", f"min_trials_required must be an integer > 0, not {value!r}")
+        elif s.name == "start_step":
+            if not _INT_SETTING.match(value) or int(value) < 1:
+                yield (f"{path}[{i}].value", f"start_step must be an integer >= 1, not {value!r}")
+        else:
+            yield (f"{path}[{i}].name", f"medianstop has no setting {s.name!r}; use min_trials_required or start_step")
+    kind = e.metricsCollector.kind
+    if kind not in EARLY_STOPPING_COLLECTORS:
+        yield ("experiment.earlyStopping.enabled",
+               f"early stopping needs a collector that reads metrics as they are reported (StdOut, File or "
+               f"TfEvent), not {kind}; set metricsCollector.kind=StdOut or earlyStopping.enabled=false")
+
+
+def _collector(values: ChartValues) -> Iterator[Finding]:
+    mc = values.experiment.metricsCollector
+    src = mc.source
+    fsp = src.fileSystemPath if src else None
+    path = "experiment.metricsCollector"
+    if mc.kind == "File":
+        if fsp is None or fsp.kind != "File" or not fsp.path.startswith("/"):
+            yield (f"{path}.source.fileSystemPath", "the File collector needs an absolute file path with kind File")
+        elif fsp.format not in ("TEXT", "JSON"):
+            yield (f"{path}.source.fileSystemPath.format", "the File collector needs format TEXT or JSON")
+        elif fsp.format == "JSON" and src is not None and src.filter is not None:
+            yield (f"{path}.source.filter", "must be unset when the metrics file format is JSON")
+        else:
+            mount = values.persistence.mountPath.rstrip("/") + "/"
+            if not (fsp.path.startswith("/tmp/") or fsp.path.startswith(mount)):
+                yield (f"{path}.source.fileSystemPath.path",
+                       f"{fsp.path} is on the read-only root filesystem; put the metrics file under /tmp/")
+    elif mc.kind == "TfEvent":
+        if fsp is None or fsp.kind != "Directory" or not fsp.path.startswith("/"):
+            yield (f"{path}.source.fileSystemPath", "the TfEvent collector needs an absolute directory path with "
+                                                    "kind Directory")
+        elif fsp.format is not None:
+            yield (f"{path}.source.fileSystemPath.format", "must be unset for the TfEvent collector")
+    elif mc.kind == "Prometheus":
+        http = (src.httpGet.model_dump() if src and src.httpGet else {}) or {}
+        port, route = http.get("port"), str(http.get("path", ""))
+        if not (isinstance(port, int) and port > 0) and not (isinstance(port, str) and port.isdigit()):
+            yield (f"{path}.source.httpGet.port", "the Prometheus collector needs a positive port number")
+        if not route.startswith("/"):
+            yield (f"{path}.source.httpGet.path", "the Prometheus collector needs a path starting with /")
+    elif mc.kind == "Custom" and mc.customCollector is None:
+        yield (f"{path}.customCollector", "the Custom collector needs a container spec")
+    if src is not None and src.filter is not None:
+        formats = (src.filter.model_dump().get("metricsFormat") or [])
+        for i, regex in enumerate(formats):
+            try:
+                compiled = re.compile(str(regex))
+            except re.error as exc:
+                yield (f"{path}.source.filter.metricsFormat[{i}]", f"is not a valid regular expression: {exc}")
+                continue
+            if compiled.groups < 2:
+                yield (f"{path}.source.filter.metricsFormat[{i}]",
+                       "needs two groups: the metric name and the value")
+
+
+def _trial_template(values: ChartValues) -> Iterator[Finding]:
+    t = values.trial
+    if not t.args and not t.trialParameters:
+        return
+    if bool(t.args) != bool(t.trialParameters):
+        yield ("trial.trialParameters" if t.args else "trial.args",
+               "trial.args and trial.trialParameters go together; set both or neither")
+        return
+    names = {p.name for p in values.experiment.parameters}
+    seen_names: set[str] = set()
+    seen_refs: set[str] = set()
+    for i, tp in enumerate(t.trialParameters):
+        if tp.name in seen_names:
+            yield (f"trial.trialParameters[{i}].name", f"{tp.name!r} is listed twice; Katib rejects duplicates")
+        if tp.reference in seen_refs:
+            yield (f"trial.trialParameters[{i}].reference", f"{tp.reference!r} is referenced twice; Katib rejects it")
+        seen_names.add(tp.name)
+        seen_refs.add(tp.reference)
+        if names and tp.reference not in names and not META_REFERENCE.match(tp.reference):
+            yield (f"trial.trialParameters[{i}].reference",
+                   f"{tp.reference!r} is not an experiment parameter; use one of {sorted(names)}")
+    used = {m for arg in (*t.command, *t.args, *t.extraArgs) for m in TRIAL_PARAMETER_USE.findall(arg)}
+    for i, tp in enumerate(t.trialParameters):
+        if tp.name not in used:
+            yield (f"trial.trialParameters[{i}].name",
+                   f"${{trialParameters.{tp.name}}} is not used in trial.args; Katib rejects unused trialParameters")
+    for name in sorted(used - seen_names):
+        yield ("trial.args", f"${{trialParameters.{name}}} has no entry in trial.trialParameters; add one")
+
+
+def _trainer_contract(values: ChartValues) -> Iterator[Finding]:
+    e = values.experiment
+    o = e.objective
+    for path, metric in [("experiment.objective.objectiveMetricName", o.objectiveMetricName)] + [
+        (f"experiment.objective.additionalMetricNames[{i}]", m) for i, m in enumerate(o.additionalMetricNames)
+    ]:
+        if metric not in TRAINER_METRICS:
+            yield (path, f"the katib-nas trainer never prints {metric!r}, so Katib would record no value; "
+                         f"use one of {', '.join(TRAINER_METRICS)}")
+    if e.nasConfig is not None:
+        yield ("experiment.nasConfig", "the katib-nas trainer builds architectures from parameters, not enas/darts "
+                                       "nasConfig; use your own trainer image (trial.image, command, args)")
+    if values.trial.args:
+        return
+    for i, p in enumerate(e.parameters):
+        flag = TRAINER_FLAGS.get(p.name)
+        where = f"experiment.parameters[{i}]"
+        if flag is None:
+            yield (f"{where}.name", f"the katib-nas trainer has no flag --{p.name}; use one of "
+                                    f"{', '.join(sorted(TRAINER_FLAGS))}")
+            continue
+        fs = p.feasibleSpace
+        candidates = list(fs.list or []) if p.parameterType in ("categorical", "discrete") else [fs.min, fs.max]
+        for value in candidates:
+            if value is None:
+                continue
+            problem = _flag_problem(flag, value)
+            if problem:
+                yield (f"{where}.feasibleSpace", f"--{p.name}={value} {problem}")
+                break
+
+
+def _flag_problem(flag: Any, value: Any) -> str | None:
+    if flag.kind == "choice":
+        return None if str(value) in flag.choices else f"is not accepted; choose from {', '.join(flag.choices)}"
+    num = number(value)
+    if num is None or (flag.kind == "int" and not num.is_integer()):
+        return f"is not {'an integer' if flag.kind == 'int' else 'a number'}"
+    low_ok = num > flag.low if flag.low_open else num >= flag.low
+    if not low_ok or num > flag.high:
+        bracket = "(" if flag.low_open else "["
+        return f"is out of the trainer's range {bracket}{flag.low:g}, {flag.high:g}]"
+    return None

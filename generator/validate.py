@@ -1,0 +1,74 @@
+"""`katib-nas validate`: every check of a values file, against the cluster profile it names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .checks_resources import check_resources
+from .checks_search import check_search
+from .errors import Problem, ProfileError
+from .models import ChartValues, ClusterProfile
+from .profiles import load_profile
+from .yamlio import coalesce, load_values_file, validation_problems
+
+DEFAULT_RELEASE = "nas"
+
+
+def chart_defaults() -> dict[str, Any]:
+    """The chart's values.yaml, as the models define it (a test keeps the two equal)."""
+    return ChartValues().model_dump(mode="json")
+
+
+@dataclass
+class Report:
+    """Outcome of validating one file: the parsed values (when they parse) and every finding."""
+
+    file: str
+    values: ChartValues | None = None
+    profile: ClusterProfile | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if not p.warning]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.warning]
+
+
+def validate_data(data: dict[str, Any], source: str, base_dir: Path | None = None,
+                  release: str = DEFAULT_RELEASE, profile: ClusterProfile | None = None) -> Report:
+    report = Report(source, raw=data)
+    # Helm validates and renders the file merged over the chart defaults; so do we.
+    merged = coalesce(chart_defaults(), data)
+    try:
+        values = ChartValues.model_validate(merged)
+    except ValidationError as exc:
+        report.problems = validation_problems(source, exc)
+        return report
+    report.values = values
+    report.problems += [Problem(source, path, msg) for path, msg in check_search(values, release)]
+    if profile is None:
+        if not values.profile:
+            report.problems.append(Problem(source, "profile", "is unset; name the cluster this file is for: "
+                                                              "microk8s, k3s-gpu or a profile file"))
+            return report
+        try:
+            profile = load_profile(values.profile, base_dir)
+        except ProfileError as exc:
+            report.problems.append(Problem(source, "profile", exc.message))
+            return report
+    report.profile = profile
+    report.problems += [Problem(source, path, msg, warning) for path, msg, warning in check_resources(values, profile)]
+    return report
+
+
+def validate_file(path: Path, release: str = DEFAULT_RELEASE) -> Report:
+    data = load_values_file(path)
+    return validate_data(data, str(path), path.parent, release)
