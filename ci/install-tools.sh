@@ -51,6 +51,14 @@ build_tool untt "$HELM_UNITTEST_VERSION" github.com/helm-unittest/helm-unittest 
   "" "github.com/vmware-labs/yaml-jsonpath v0.3.2 => github.com/helm-unittest/yaml-jsonpath v0.4.0"
 build_tool helm-docs "$HELM_DOCS_VERSION" github.com/norwoodj/helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs
 
+# psacheck: our own checker on k8s.io/pod-security-admission, rebuilt when its sources change.
+psa_stamp="$(cat "$ROOT/ci/psacheck/go.mod" "$ROOT/ci/psacheck/go.sum" "$ROOT/ci/psacheck/main.go" | sha256sum | cut -c1-16)"
+if [[ ! -x "$BIN/psacheck" || "$(cat "$TOOLS/.psacheck.version" 2>/dev/null)" != "$psa_stamp" ]]; then
+  echo "install-tools: building psacheck (first run on this machine only)" >&2
+  (cd "$ROOT/ci/psacheck" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "-s -w" -o "$BIN/psacheck" .)
+  echo "$psa_stamp" >"$TOOLS/.psacheck.version"
+fi
+
 # helm-unittest runs as a helm plugin: register our own build (its upstream plugin.yaml would
 # download a release binary in an install hook).
 PLUGIN_DIR="$TOOLS/helm-plugins/unittest"

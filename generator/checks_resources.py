@@ -117,9 +117,14 @@ def _demand(resources: dict[str, Any], gpu_name: str, path: str) -> tuple[Demand
     if gpu_name in requests or gpu_name in limits:
         req, lim = requests.get(gpu_name, limits.get(gpu_name)), limits.get(gpu_name)
         if lim is None or str(req) != str(lim):
-            findings.append((f"{path}.resources.limits.{gpu_name}",
-                             f"GPUs must be set in limits (and requests, if given, equal to limits); "
-                             f"set limits.{gpu_name}: {req}", False))
+            findings.append(
+                (
+                    f"{path}.resources.limits.{gpu_name}",
+                    f"GPUs must be set in limits (and requests, if given, equal to limits); "
+                    f"set limits.{gpu_name}: {req}",
+                    False,
+                )
+            )
         try:
             gpus = int(parse_quantity(lim if lim is not None else req))
         except ValueError as exc:
@@ -140,12 +145,21 @@ def _workloads(values: ChartValues, profile: ClusterProfile) -> tuple[list[Workl
         if not enabled:
             continue
         resources = spec.resources
-        missing = [f"{kind}.{key}" for kind in ("requests", "limits") for key in ("cpu", "memory")
-                   if key not in (resources.get(kind) or {})]
+        missing = [
+            f"{kind}.{key}"
+            for kind in ("requests", "limits")
+            for key in ("cpu", "memory")
+            if key not in (resources.get(kind) or {})
+        ]
         if missing:
-            findings.append((f"{path}.resources",
-                             f"{', '.join(missing)} unset; profile {profile.name} needs explicit requests and limits "
-                             f"so the scheduler and this check know what {label} takes, add them", False))
+            findings.append(
+                (
+                    f"{path}.resources",
+                    f"{', '.join(missing)} unset; profile {profile.name} needs explicit requests and limits "
+                    f"so the scheduler and this check know what {label} takes, add them",
+                    False,
+                )
+            )
         demand, problems = _demand(resources, profile.gpuResourceName, path)
         findings.extend(problems)
         runtime = values.trial.runtimeClassName if path == "trial" else ""
@@ -153,51 +167,86 @@ def _workloads(values: ChartValues, profile: ClusterProfile) -> tuple[list[Workl
     return workloads, findings
 
 
+def _sidecar(values: ChartValues, profile: ClusterProfile) -> Demand:
+    if values.experiment.metricsCollector.kind not in SIDECAR_COLLECTORS:
+        return Demand()
+    return Demand(
+        parse_quantity(profile.metricsCollectorRequests.cpu), parse_quantity(profile.metricsCollectorRequests.memory)
+    )
+
+
+def trial_capacity(values: ChartValues, profile: ClusterProfile) -> int:
+    """How many trials the profile runs at once next to the extraction and server pods."""
+    workloads, _ = _workloads(values, profile)
+    trial = next(w for w in workloads if w.path == "trial")
+    trial.demand = trial.demand + _sidecar(values, profile)
+    return effective_parallelism(_allocatable(profile), workloads, trial)
+
+
 def check_resources(values: ChartValues, profile: ClusterProfile) -> Iterator[Finding]:
     workloads, findings = _workloads(values, profile)
     yield from findings
     nodes = _allocatable(profile)
     max_gpus = max(g.gpus for g in profile.nodes)
-    sidecar = Demand()
-    if values.experiment.metricsCollector.kind in SIDECAR_COLLECTORS:
-        sidecar = Demand(parse_quantity(profile.metricsCollectorRequests.cpu),
-                         parse_quantity(profile.metricsCollectorRequests.memory))
+    sidecar = _sidecar(values, profile)
     trial = next(w for w in workloads if w.path == "trial")
     trial.demand = trial.demand + sidecar
 
     # GPUs
     for w in workloads:
         if w.demand.gpus and max_gpus == 0:
-            yield (f"{w.path}.resources.limits.{profile.gpuResourceName}",
-                   f"{w.demand.gpus} GPU(s) requested but profile {profile.name} has no GPU nodes; remove the "
-                   "GPU request", False)
+            yield (
+                f"{w.path}.resources.limits.{profile.gpuResourceName}",
+                f"{w.demand.gpus} GPU(s) requested but profile {profile.name} has no GPU nodes; remove the GPU request",
+                False,
+            )
         elif w.demand.gpus > max_gpus:
-            yield (f"{w.path}.resources.limits.{profile.gpuResourceName}",
-                   f"{w.demand.gpus} GPUs per pod but the largest node of profile {profile.name} has {max_gpus} "
-                   f"(GPUs cannot be shared); request at most {max_gpus}", False)
+            yield (
+                f"{w.path}.resources.limits.{profile.gpuResourceName}",
+                f"{w.demand.gpus} GPUs per pod but the largest node of profile {profile.name} has {max_gpus} "
+                f"(GPUs cannot be shared); request at most {max_gpus}",
+                False,
+            )
     if max_gpus and not trial.demand.gpus:
-        yield (f"trial.resources.limits.{profile.gpuResourceName}",
-               f"profile {profile.name} is a GPU cluster but trials request no GPU; add "
-               f"limits.{profile.gpuResourceName}: 1", False)
-    if trial.demand.gpus and profile.gpuRuntimeClassName and values.trial.runtimeClassName != \
-            profile.gpuRuntimeClassName:
-        yield ("trial.runtimeClassName", f"GPU trials on profile {profile.name} need runtimeClassName "
-                                         f"{profile.gpuRuntimeClassName!r} or they cannot see the GPU; set it", False)
+        yield (
+            f"trial.resources.limits.{profile.gpuResourceName}",
+            f"profile {profile.name} is a GPU cluster but trials request no GPU; add "
+            f"limits.{profile.gpuResourceName}: 1",
+            False,
+        )
+    if (
+        trial.demand.gpus
+        and profile.gpuRuntimeClassName
+        and values.trial.runtimeClassName != profile.gpuRuntimeClassName
+    ):
+        yield (
+            "trial.runtimeClassName",
+            f"GPU trials on profile {profile.name} need runtimeClassName "
+            f"{profile.gpuRuntimeClassName!r} or they cannot see the GPU; set it",
+            False,
+        )
 
     # Each pod must fit some node on its own.
     for w in workloads:
         candidates = [n for n in nodes if eligible(n, w)]
         if not candidates:
-            yield (f"{w.path}.nodeSelector", f"no node of profile {profile.name} accepts {w.label} (node selector, "
-                                             "taints or GPUs); fix nodeSelector or tolerations", False)
+            yield (
+                f"{w.path}.nodeSelector",
+                f"no node of profile {profile.name} accepts {w.label} (node selector, "
+                "taints or GPUs); fix nodeSelector or tolerations",
+                False,
+            )
             continue
         if not any(n.fits(w.demand) for n in candidates):
             best = max(candidates, key=lambda n: (n.cpu, n.memory))
             extra = " plus Katib's metrics-collector sidecar" if w is trial and sidecar.cpu else ""
-            yield (f"{w.path}.resources.requests",
-                   f"{w.label} asks for {format_cpu(w.demand.cpu)} CPU and {format_memory(w.demand.memory)}{extra}, "
-                   f"but the largest node ({best.name}) has {format_cpu(best.cpu)} CPU and "
-                   f"{format_memory(best.memory)} allocatable after system reserve; lower the requests", False)
+            yield (
+                f"{w.path}.resources.requests",
+                f"{w.label} asks for {format_cpu(w.demand.cpu)} CPU and {format_memory(w.demand.memory)}{extra}, "
+                f"but the largest node ({best.name}) has {format_cpu(best.cpu)} CPU and "
+                f"{format_memory(best.memory)} allocatable after system reserve; lower the requests",
+                False,
+            )
 
     # How many trials run at once once the long-running pods have their place.
     yield from _parallelism(values, profile, nodes, workloads, trial)
@@ -229,8 +278,9 @@ def effective_parallelism(nodes: list[Node], workloads: list[Workload], trial: W
     return count
 
 
-def _parallelism(values: ChartValues, profile: ClusterProfile, nodes: list[Node], workloads: list[Workload],
-                 trial: Workload) -> Iterator[Finding]:
+def _parallelism(
+    values: ChartValues, profile: ClusterProfile, nodes: list[Node], workloads: list[Workload], trial: Workload
+) -> Iterator[Finding]:
     d = trial.demand
     if not (d.cpu or d.memory or d.gpus):
         return
@@ -239,32 +289,46 @@ def _parallelism(values: ChartValues, profile: ClusterProfile, nodes: list[Node]
     wanted = values.experiment.parallelTrialCount
     if capacity == 0:
         if any(n.fits(d) for n in nodes if eligible(n, trial)):
-            yield ("experiment.parallelTrialCount",
-                   f"no trial fits next to the extraction and server pods on profile {profile.name}; lower the "
-                   "trial or server requests", False)
+            yield (
+                "experiment.parallelTrialCount",
+                f"no trial fits next to the extraction and server pods on profile {profile.name}; lower the "
+                "trial or server requests",
+                False,
+            )
     elif wanted > capacity:
         used = sorted({n.name for n in fresh if "trial" in n.placed})
-        yield ("experiment.parallelTrialCount",
-               f"{wanted} trials requested at once but profile {profile.name} runs only {capacity} "
-               f"(on {', '.join(used)}); the others wait Pending, set parallelTrialCount to {capacity}", True)
+        yield (
+            "experiment.parallelTrialCount",
+            f"{wanted} trials requested at once but profile {profile.name} runs only {capacity} "
+            f"(on {', '.join(used)}); the others wait Pending, set parallelTrialCount to {capacity}",
+            True,
+        )
 
 
-def _storage(values: ChartValues, profile: ClusterProfile, nodes: list[Node],
-             workloads: list[Workload]) -> Iterator[Finding]:
+def _storage(
+    values: ChartValues, profile: ClusterProfile, nodes: list[Node], workloads: list[Workload]
+) -> Iterator[Finding]:
     modes = values.persistence.accessModes
     for mode in modes:
         if mode not in profile.storage.accessModes:
-            yield ("persistence.accessModes", f"{mode} is not offered by the storage of profile {profile.name} "
-                                              f"({', '.join(profile.storage.accessModes)}); use one of those", False)
+            yield (
+                "persistence.accessModes",
+                f"{mode} is not offered by the storage of profile {profile.name} "
+                f"({', '.join(profile.storage.accessModes)}); use one of those",
+                False,
+            )
     if "ReadWriteMany" in modes:
         return
     mounting = {n.name for w in workloads for n in nodes if eligible(n, w) and n.fits(w.demand)}
     if len(mounting) > 1:
-        yield ("persistence.accessModes",
-               f"trials and the other pods can land on {len(mounting)} nodes of profile {profile.name} "
-               f"({', '.join(sorted(mounting))}) but {'/'.join(modes)} lets only one node mount the model PVC, so "
-               "pods elsewhere stay Pending; use [ReadWriteMany] with an RWX storage class, or pin every pod to "
-               "one node with nodeSelector", False)
+        yield (
+            "persistence.accessModes",
+            f"trials and the other pods can land on {len(mounting)} nodes of profile {profile.name} "
+            f"({', '.join(sorted(mounting))}) but {'/'.join(modes)} lets only one node mount the model PVC, so "
+            "pods elsewhere stay Pending; use [ReadWriteMany] with an RWX storage class, or pin every pod to "
+            "one node with nodeSelector",
+            False,
+        )
 
 
 def _kserve(values: ChartValues, profile: ClusterProfile) -> Iterator[Finding]:
@@ -277,6 +341,9 @@ def _kserve(values: ChartValues, profile: ClusterProfile) -> Iterator[Finding]:
     if len(profile.nodes) == 1 and profile.nodes[0].count == 1:
         node = profile.nodes[0]
         if parse_quantity(node.cpu) < KSERVE_MIN_CPU or parse_quantity(node.memory) < KSERVE_MIN_MEMORY:
-            yield ("server.mode", f"kserve on a single node of {node.cpu} CPU / {node.memory}: its Istio, Knative "
-                                  "and KServe pods do not become Ready on one small node; use server.mode=fastapi",
-                   False)
+            yield (
+                "server.mode",
+                f"kserve on a single node of {node.cpu} CPU / {node.memory}: its Istio, Knative "
+                "and KServe pods do not become Ready on one small node; use server.mode=fastapi",
+                False,
+            )

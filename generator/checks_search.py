@@ -68,13 +68,17 @@ def check_search(values: ChartValues, release: str) -> Iterator[Finding]:
 
 def _counts(e: Experiment) -> Iterator[Finding]:
     if e.parallelTrialCount > e.maxTrialCount:
-        yield ("experiment.parallelTrialCount",
-               f"{e.parallelTrialCount} is larger than maxTrialCount {e.maxTrialCount}; Katib rejects it, "
-               f"set it to {e.maxTrialCount} or less")
+        yield (
+            "experiment.parallelTrialCount",
+            f"{e.parallelTrialCount} is larger than maxTrialCount {e.maxTrialCount}; Katib rejects it, "
+            f"set it to {e.maxTrialCount} or less",
+        )
     if e.maxFailedTrialCount > e.maxTrialCount:
-        yield ("experiment.maxFailedTrialCount",
-               f"{e.maxFailedTrialCount} is larger than maxTrialCount {e.maxTrialCount}; Katib rejects it, "
-               f"set it to {e.maxTrialCount} or less")
+        yield (
+            "experiment.maxFailedTrialCount",
+            f"{e.maxFailedTrialCount} is larger than maxTrialCount {e.maxTrialCount}; Katib rejects it, "
+            f"set it to {e.maxTrialCount} or less",
+        )
 
 
 def _names(values: ChartValues, release: str) -> Iterator[Finding]:
@@ -82,41 +86,57 @@ def _names(values: ChartValues, release: str) -> Iterator[Finding]:
     path = "experiment.name" if values.experiment.name else "fullnameOverride"
     limit = K8S_NAME_MAX - TRIAL_SUFFIX
     if len(name) > limit:
-        yield (path, f"Experiment name {name!r} has {len(name)} characters; Katib names trials <name>-<8 chars>, "
-                     f"which must fit in 63, so use at most {limit}")
-    services = [values.experiment.algorithm.algorithmName]
+        yield (
+            path,
+            f"Experiment name {name!r} has {len(name)} characters; Katib names trials <name>-<8 chars>, "
+            f"which must fit in 63, so use at most {limit}",
+        )
+    services: list[str] = [values.experiment.algorithm.algorithmName]
     if values.experiment.earlyStopping.enabled:
         services.append(values.experiment.earlyStopping.algorithmName)
     for service in services:
         if len(name) + 1 + len(service) > K8S_NAME_MAX:
-            yield (path, f"Experiment name {name!r} is too long for Katib's service {name}-{service} "
-                         f"(63 characters at most); use at most {K8S_NAME_MAX - 1 - len(service)} characters")
+            yield (
+                path,
+                f"Experiment name {name!r} is too long for Katib's service {name}-{service} "
+                f"(63 characters at most); use at most {K8S_NAME_MAX - 1 - len(service)} characters",
+            )
 
 
 def _objective(e: Experiment) -> Iterator[Finding]:
     o = e.objective
     if o.objectiveMetricName in o.additionalMetricNames:
-        yield ("experiment.objective.additionalMetricNames",
-               f"contains the objective metric {o.objectiveMetricName!r}; Katib rejects it, remove it from the list")
+        yield (
+            "experiment.objective.additionalMetricNames",
+            f"contains the objective metric {o.objectiveMetricName!r}; Katib rejects it, remove it from the list",
+        )
     for i, strategy in enumerate(o.metricStrategies):
         if strategy.name not in (o.objectiveMetricName, *o.additionalMetricNames):
-            yield (f"experiment.objective.metricStrategies[{i}].name",
-                   f"{strategy.name!r} is neither the objective nor an additional metric; add it to "
-                   "additionalMetricNames or remove the strategy")
+            yield (
+                f"experiment.objective.metricStrategies[{i}].name",
+                f"{strategy.name!r} is neither the objective nor an additional metric; add it to "
+                "additionalMetricNames or remove the strategy",
+            )
 
 
 def _space(e: Experiment) -> Iterator[Finding]:
     if not e.parameters and e.nasConfig is None:
-        yield ("experiment.parameters", "is empty and experiment.nasConfig is unset; Katib needs a search space, "
-                                        "add parameters")
+        yield (
+            "experiment.parameters",
+            "is empty and experiment.nasConfig is unset; Katib needs a search space, add parameters",
+        )
     if e.parameters and e.nasConfig is not None:
-        yield ("experiment.nasConfig", "is set together with experiment.parameters; Katib accepts only one, "
-                                       "remove one of them")
+        yield (
+            "experiment.nasConfig",
+            "is set together with experiment.parameters; Katib accepts only one, remove one of them",
+        )
     seen: dict[str, int] = {}
     for i, p in enumerate(e.parameters):
         if p.name in seen:
-            yield (f"experiment.parameters[{i}].name",
-                   f"{p.name!r} duplicates experiment.parameters[{seen[p.name]}]; rename or remove one")
+            yield (
+                f"experiment.parameters[{i}].name",
+                f"{p.name!r} duplicates experiment.parameters[{seen[p.name]}]; rename or remove one",
+            )
         seen.setdefault(p.name, i)
         yield from _parameter(f"experiment.parameters[{i}]", p)
 
@@ -145,8 +165,10 @@ def _parameter(path: str, p: Parameter) -> Iterator[Finding]:
             if step is None or step <= 0:
                 yield (f"{space}.step", f"{fs.step!r} must be a positive number")
             elif lo < hi and step > hi - lo:
-                yield (f"{space}.step", f"{fs.step} is larger than the range {fs.min}..{fs.max}; "
-                                        "use a step of at most max - min")
+                yield (
+                    f"{space}.step",
+                    f"{fs.step} is larger than the range {fs.min}..{fs.max}; use a step of at most max - min",
+                )
             elif p.parameterType == "int" and not step.is_integer():
                 yield (f"{space}.step", f"{fs.step!r} is not an integer; parameterType int needs a whole step")
         if fs.distribution in ("logUniform", "logNormal") and lo <= 0:
@@ -154,8 +176,10 @@ def _parameter(path: str, p: Parameter) -> Iterator[Finding]:
     else:
         for key in ("min", "max", "step"):
             if getattr(fs, key) is not None:
-                yield (f"{space}.{key}", f"is not supported for parameterType {p.parameterType}; "
-                                         "list the values under feasibleSpace.list")
+                yield (
+                    f"{space}.{key}",
+                    f"is not supported for parameterType {p.parameterType}; list the values under feasibleSpace.list",
+                )
         if not fs.list:
             yield (f"{space}.list", f"is empty; parameterType {p.parameterType} needs at least one value")
             return
@@ -201,13 +225,19 @@ def _algorithm(e: Experiment) -> Iterator[Finding]:
     def unknown(allowed: tuple[str, ...]) -> Iterator[Finding]:
         for i, s in enumerate(e.algorithm.algorithmSettings):
             if s.name not in allowed:
-                yield (f"{path}[{i}].name", f"{name} has no setting {s.name!r}; Katib's suggestion service fails on "
-                                            f"it, use one of {', '.join(allowed) or '(none)'}")
+                yield (
+                    f"{path}[{i}].name",
+                    f"{name} has no setting {s.name!r}; Katib's suggestion service fails on "
+                    f"it, use one of {', '.join(allowed) or '(none)'}",
+                )
 
     if name in ("enas", "darts"):
         if e.nasConfig is None:
-            yield ("experiment.nasConfig", f"{name} needs a nasConfig (graphConfig and operations) instead of "
-                                           "parameters; add experiment.nasConfig or pick an HPO algorithm")
+            yield (
+                "experiment.nasConfig",
+                f"{name} needs a nasConfig (graphConfig and operations) instead of "
+                "parameters; add experiment.nasConfig or pick an HPO algorithm",
+            )
         return
     if e.nasConfig is not None:
         yield ("experiment.algorithm.algorithmName", f"{name} cannot use experiment.nasConfig; use enas or darts")
@@ -223,9 +253,11 @@ def _algorithm(e: Experiment) -> Iterator[Finding]:
             yield ("experiment.parameters", "cmaes needs at least two int or double parameters; add one or use tpe")
     elif name == "bayesianoptimization":
         yield from unknown(("base_estimator", "n_initial_points", "acq_func", "acq_optimizer", "random_state"))
-        choices = {"base_estimator": ("GP", "RF", "ET", "GBRT"),
-                   "acq_func": ("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps"),
-                   "acq_optimizer": ("auto", "sampling", "lbfgs")}
+        choices = {
+            "base_estimator": ("GP", "RF", "ET", "GBRT"),
+            "acq_func": ("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps"),
+            "acq_optimizer": ("auto", "sampling", "lbfgs"),
+        }
         for key, allowed in choices.items():
             if key in settings and settings[key] not in allowed:
                 yield (path, f"bayesianoptimization {key} {settings[key]!r} must be one of {', '.join(allowed)}")
@@ -234,12 +266,16 @@ def _algorithm(e: Experiment) -> Iterator[Finding]:
                 continue
             lo = number(p.feasibleSpace.min)
             if lo is not None and lo <= 0:
-                yield (f"experiment.parameters[{i}].feasibleSpace.min",
-                       f"{p.feasibleSpace.min} must be > 0 for bayesianoptimization: Katib's skopt service samples "
-                       "doubles log-uniformly in older releases and fails; use a small positive min such as 1e-6")
+                yield (
+                    f"experiment.parameters[{i}].feasibleSpace.min",
+                    f"{p.feasibleSpace.min} must be > 0 for bayesianoptimization: Katib's skopt service samples "
+                    "doubles log-uniformly in older releases and fails; use a small positive min such as 1e-6",
+                )
             if p.feasibleSpace.distribution in ("normal", "logNormal"):
-                yield (f"experiment.parameters[{i}].feasibleSpace.distribution",
-                       "bayesianoptimization supports only uniform and logUniform")
+                yield (
+                    f"experiment.parameters[{i}].feasibleSpace.distribution",
+                    "bayesianoptimization supports only uniform and logUniform",
+                )
     elif name == "hyperband":
         yield from _hyperband(e, settings, path)
     elif name == "pbt":
@@ -252,18 +288,25 @@ def _algorithm(e: Experiment) -> Iterator[Finding]:
     if name == "grid":
         for i, p in enumerate(params):
             if p.parameterType == "double" and p.feasibleSpace.step is None:
-                yield (f"experiment.parameters[{i}].feasibleSpace.step",
-                       "grid needs a step for double parameters; add feasibleSpace.step")
+                yield (
+                    f"experiment.parameters[{i}].feasibleSpace.step",
+                    "grid needs a step for double parameters; add feasibleSpace.step",
+                )
         size = grid_size(params)
         if size is not None and e.maxTrialCount > size:
-            yield ("experiment.maxTrialCount", f"{e.maxTrialCount} is more than the {size} points of the grid; Katib's "
-                                               f"grid service fails, set maxTrialCount to {size} or less")
+            yield (
+                "experiment.maxTrialCount",
+                f"{e.maxTrialCount} is more than the {size} points of the grid; Katib's "
+                f"grid service fails, set maxTrialCount to {size} or less",
+            )
 
 
 def _hyperband(e: Experiment, settings: dict[str, str], path: str) -> Iterator[Finding]:
     if "r_l" not in settings or "resource_name" not in settings:
-        yield (path, "hyperband needs settings r_l and resource_name (the parameter that carries the budget, "
-                     "such as epochs)")
+        yield (
+            path,
+            "hyperband needs settings r_l and resource_name (the parameter that carries the budget, such as epochs)",
+        )
         return
     r_l = number(settings["r_l"])
     if r_l is None or r_l <= 0:
@@ -274,11 +317,17 @@ def _hyperband(e: Experiment, settings: dict[str, str], path: str) -> Iterator[F
     s_max = int(math.log(r_l) / math.log(eta)) if r_l >= 1 and eta > 1 else 0
     needed = int(math.ceil(eta**s_max))
     if e.parallelTrialCount < needed:
-        yield ("experiment.parallelTrialCount", f"hyperband with r_l={settings['r_l']} and eta={eta} needs "
-                                                f"parallelTrialCount >= {needed}; raise it or lower r_l")
+        yield (
+            "experiment.parallelTrialCount",
+            f"hyperband with r_l={settings['r_l']} and eta={eta} needs "
+            f"parallelTrialCount >= {needed}; raise it or lower r_l",
+        )
     if settings["resource_name"] not in {p.name for p in e.parameters}:
-        yield (path, f"hyperband resource_name {settings['resource_name']!r} is not a parameter; add it to "
-                     "experiment.parameters")
+        yield (
+            path,
+            f"hyperband resource_name {settings['resource_name']!r} is not a parameter; add it to "
+            "experiment.parameters",
+        )
 
 
 def _pbt(settings: dict[str, str], path: str) -> Iterator[Finding]:
@@ -315,9 +364,11 @@ def _early_stopping(e: Experiment) -> Iterator[Finding]:
             yield (f"{path}[{i}].name", f"medianstop has no setting {s.name!r}; use min_trials_required or start_step")
     kind = e.metricsCollector.kind
     if kind not in EARLY_STOPPING_COLLECTORS:
-        yield ("experiment.earlyStopping.enabled",
-               f"early stopping needs a collector that reads metrics as they are reported (StdOut, File or "
-               f"TfEvent), not {kind}; set metricsCollector.kind=StdOut or earlyStopping.enabled=false")
+        yield (
+            "experiment.earlyStopping.enabled",
+            f"early stopping needs a collector that reads metrics as they are reported (StdOut, File or "
+            f"TfEvent), not {kind}; set metricsCollector.kind=StdOut or earlyStopping.enabled=false",
+        )
 
 
 def _collector(values: ChartValues) -> Iterator[Finding]:
@@ -335,12 +386,16 @@ def _collector(values: ChartValues) -> Iterator[Finding]:
         else:
             mount = values.persistence.mountPath.rstrip("/") + "/"
             if not (fsp.path.startswith("/tmp/") or fsp.path.startswith(mount)):
-                yield (f"{path}.source.fileSystemPath.path",
-                       f"{fsp.path} is on the read-only root filesystem; put the metrics file under /tmp/")
+                yield (
+                    f"{path}.source.fileSystemPath.path",
+                    f"{fsp.path} is on the read-only root filesystem; put the metrics file under /tmp/",
+                )
     elif mc.kind == "TfEvent":
         if fsp is None or fsp.kind != "Directory" or not fsp.path.startswith("/"):
-            yield (f"{path}.source.fileSystemPath", "the TfEvent collector needs an absolute directory path with "
-                                                    "kind Directory")
+            yield (
+                f"{path}.source.fileSystemPath",
+                "the TfEvent collector needs an absolute directory path with kind Directory",
+            )
         elif fsp.format is not None:
             yield (f"{path}.source.fileSystemPath.format", "must be unset for the TfEvent collector")
     elif mc.kind == "Prometheus":
@@ -353,7 +408,7 @@ def _collector(values: ChartValues) -> Iterator[Finding]:
     elif mc.kind == "Custom" and mc.customCollector is None:
         yield (f"{path}.customCollector", "the Custom collector needs a container spec")
     if src is not None and src.filter is not None:
-        formats = (src.filter.model_dump().get("metricsFormat") or [])
+        formats = src.filter.model_dump().get("metricsFormat") or []
         for i, regex in enumerate(formats):
             try:
                 compiled = re.compile(str(regex))
@@ -361,17 +416,19 @@ def _collector(values: ChartValues) -> Iterator[Finding]:
                 yield (f"{path}.source.filter.metricsFormat[{i}]", f"is not a valid regular expression: {exc}")
                 continue
             if compiled.groups < 2:
-                yield (f"{path}.source.filter.metricsFormat[{i}]",
-                       "needs two groups: the metric name and the value")
+                yield (f"{path}.source.filter.metricsFormat[{i}]", "needs two groups: the metric name and the value")
 
 
 def _trial_template(values: ChartValues) -> Iterator[Finding]:
     t = values.trial
     if not t.args and not t.trialParameters:
         return
-    if bool(t.args) != bool(t.trialParameters):
-        yield ("trial.trialParameters" if t.args else "trial.args",
-               "trial.args and trial.trialParameters go together; set both or neither")
+    if t.args and not t.trialParameters:
+        yield (
+            "trial.trialParameters",
+            "is empty but trial.args is set; verbatim args need their trialParameters "
+            "(or leave trial.args empty to have the flags generated)",
+        )
         return
     names = {p.name for p in values.experiment.parameters}
     seen_names: set[str] = set()
@@ -384,13 +441,17 @@ def _trial_template(values: ChartValues) -> Iterator[Finding]:
         seen_names.add(tp.name)
         seen_refs.add(tp.reference)
         if names and tp.reference not in names and not META_REFERENCE.match(tp.reference):
-            yield (f"trial.trialParameters[{i}].reference",
-                   f"{tp.reference!r} is not an experiment parameter; use one of {sorted(names)}")
+            yield (
+                f"trial.trialParameters[{i}].reference",
+                f"{tp.reference!r} is not an experiment parameter; use one of {sorted(names)}",
+            )
     used = {m for arg in (*t.command, *t.args, *t.extraArgs) for m in TRIAL_PARAMETER_USE.findall(arg)}
     for i, tp in enumerate(t.trialParameters):
         if tp.name not in used:
-            yield (f"trial.trialParameters[{i}].name",
-                   f"${{trialParameters.{tp.name}}} is not used in trial.args; Katib rejects unused trialParameters")
+            yield (
+                f"trial.trialParameters[{i}].name",
+                f"${{trialParameters.{tp.name}}} is not used in trial.args; Katib rejects unused trialParameters",
+            )
     for name in sorted(used - seen_names):
         yield ("trial.args", f"${{trialParameters.{name}}} has no entry in trial.trialParameters; add one")
 
@@ -402,19 +463,27 @@ def _trainer_contract(values: ChartValues) -> Iterator[Finding]:
         (f"experiment.objective.additionalMetricNames[{i}]", m) for i, m in enumerate(o.additionalMetricNames)
     ]:
         if metric not in TRAINER_METRICS:
-            yield (path, f"the katib-nas trainer never prints {metric!r}, so Katib would record no value; "
-                         f"use one of {', '.join(TRAINER_METRICS)}")
+            yield (
+                path,
+                f"the katib-nas trainer never prints {metric!r}, so Katib would record no value; "
+                f"use one of {', '.join(TRAINER_METRICS)}",
+            )
     if e.nasConfig is not None:
-        yield ("experiment.nasConfig", "the katib-nas trainer builds architectures from parameters, not enas/darts "
-                                       "nasConfig; use your own trainer image (trial.image, command, args)")
-    if values.trial.args:
+        yield (
+            "experiment.nasConfig",
+            "the katib-nas trainer builds architectures from parameters, not enas/darts "
+            "nasConfig; use your own trainer image (trial.image, command, args)",
+        )
+    if values.trial.trialParameters:
         return
     for i, p in enumerate(e.parameters):
         flag = TRAINER_FLAGS.get(p.name)
         where = f"experiment.parameters[{i}]"
         if flag is None:
-            yield (f"{where}.name", f"the katib-nas trainer has no flag --{p.name}; use one of "
-                                    f"{', '.join(sorted(TRAINER_FLAGS))}")
+            yield (
+                f"{where}.name",
+                f"the katib-nas trainer has no flag --{p.name}; use one of {', '.join(sorted(TRAINER_FLAGS))}",
+            )
             continue
         fs = p.feasibleSpace
         candidates = list(fs.list or []) if p.parameterType in ("categorical", "discrete") else [fs.min, fs.max]

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+AccessMode = Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod", "ReadOnlyMany"]
 # A search-space bound as a user writes it: Katib wants strings, YAML users write numbers.
 Scalar = str | int | float
 # Pass-through Kubernetes blocks (resources, affinity, ...): open objects, checked by Kubernetes.
@@ -47,7 +48,7 @@ class FeasibleSpace(StrictModel):
 class Parameter(StrictModel):
     name: str = Field(
         description="Parameter name; the trainer receives it as the flag `--<name>`.",
-        pattern=r"^[a-z][a-z0-9-]*$",
+        pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$",
         max_length=63,
     )
     parameterType: Literal["int", "double", "categorical", "discrete"] = Field(description="Katib parameter type.")
@@ -172,7 +173,9 @@ class SearchSpace(StrictModel):
 class Image(StrictModel):
     repository: str = Field(description="Image repository.", min_length=1)
     tag: str = Field("", description="Image tag. @default -- the chart's appVersion.")
-    digest: str = Field("", description="Image digest (sha256:...); wins over the tag.", pattern=r"^(sha256:[a-f0-9]{64})?$")
+    digest: str = Field(
+        "", description="Image digest (sha256:...); wins over the tag.", pattern=r"^(sha256:[a-f0-9]{64})?$"
+    )
     pullPolicy: Literal["Always", "IfNotPresent", "Never"] = Field("IfNotPresent", description="Image pull policy.")
 
 
@@ -202,8 +205,9 @@ class Trial(Scheduling):
     )
     args: list[str] = Field(
         default_factory=list,
-        description="Verbatim trainer arguments with `${trialParameters.X}` references. @default -- one "
-        "`--<name>=${trialParameters.<name>}` per parameter plus the fixed flags below.",
+        description="Verbatim trainer arguments with `${trialParameters.X}` references, used when "
+        "`trial.trialParameters` is set. @default -- one `--<name>=${trialParameters.<name>}` per parameter "
+        "plus the fixed flags below.",
     )
     trialParameters: list[TrialParameter] = Field(
         default_factory=list,
@@ -212,10 +216,14 @@ class Trial(Scheduling):
     )
     dataset: str = Field("digits", description="Data set flag for the trainer (digits, mnist, fashion-mnist, a file).")
     epochs: int = Field(20, ge=1, description="Epochs per trial (the trainer's `--epochs`).")
-    extraArgs: list[str] = Field(default_factory=list, description="More trainer flags, appended after the generated ones.")
+    extraArgs: list[str] = Field(
+        default_factory=list, description="More trainer flags, appended after the generated ones."
+    )
     env: list[KubeObject] = Field(default_factory=list, description="Extra environment variables for the trainer.")
     runtimeClassName: str = Field("", description="RuntimeClass for trial pods (k3s GPU nodes need `nvidia`).")
-    backoffLimit: int = Field(1, ge=0, description="Pod retries of a trial Job; the trainer resumes from its checkpoint.")
+    backoffLimit: int = Field(
+        1, ge=0, description="Pod retries of a trial Job; the trainer resumes from its checkpoint."
+    )
     retain: bool = Field(False, description="Keep finished trial Jobs and pods for debugging.")
     successCondition: str = Field(
         'status.conditions.#(type=="Complete")#|#(status=="True")#', description="When Katib marks a trial Job done."
@@ -229,8 +237,8 @@ class Persistence(StrictModel):
     enabled: bool = Field(True, description="Create a PVC for trial records and models.")
     existingClaim: str = Field("", description="Use this existing PVC instead of creating one.")
     size: str = Field("2Gi", description="PVC size.", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
-    accessModes: list[Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod", "ReadOnlyMany"]] = Field(
-        default_factory=lambda: ["ReadWriteOnce"],
+    accessModes: list[AccessMode] = Field(
+        default_factory=lambda: list[AccessMode](["ReadWriteOnce"]),
         description="PVC access modes. Multi-node trials sharing the PVC need ReadWriteMany.",
         min_length=1,
     )
@@ -282,7 +290,9 @@ class Server(Scheduling):
         default_factory=lambda: Image(repository="ghcr.io/katib-nas/server"),
         description="Inference server image (also runs the extraction, promotion and batch steps).",
     )
-    modelName: str = Field("digits", description="Model name in the inference protocol's URLs.", pattern=r"^[a-z0-9-]+$")
+    modelName: str = Field(
+        "digits", description="Model name in the inference protocol's URLs.", pattern=r"^[a-z0-9-]+$"
+    )
     replicas: int = Field(1, ge=1, description="Server replicas (fastapi mode).")
     containerPort: int = Field(8080, ge=1024, le=65535, description="Port the server listens on (non-root).")
     service: Service = Field(default_factory=Service, description="Service in front of the server (fastapi mode).")
@@ -297,7 +307,9 @@ class ServiceAccount(StrictModel):
 
 
 class Rbac(StrictModel):
-    create: bool = Field(True, description="Create a Role/RoleBinding to read Experiments and Trials in this namespace.")
+    create: bool = Field(
+        True, description="Create a Role/RoleBinding to read Experiments and Trials in this namespace."
+    )
 
 
 class Capabilities(StrictModel):
@@ -320,13 +332,21 @@ class ChartValues(StrictModel):
     commonLabels: dict[str, str] = Field(default_factory=dict, description="Labels added to every resource.")
     capabilities: Capabilities = Field(default_factory=Capabilities, description="Render-time capability overrides.")
     podSecurityContext: KubeObject = Field(
-        default_factory=lambda: {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 0, "fsGroup": 0,
-                                 "seccompProfile": {"type": "RuntimeDefault"}},
+        default_factory=lambda: {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 0,
+            "fsGroup": 0,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         description="Pod security context of every pod (meets the restricted Pod Security Standard).",
     )
     securityContext: KubeObject = Field(
-        default_factory=lambda: {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                 "capabilities": {"drop": ["ALL"]}},
+        default_factory=lambda: {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
         description="Container security context of every container.",
     )
     experiment: Experiment = Field(default_factory=Experiment, description="The Katib Experiment.")
@@ -365,9 +385,7 @@ class Reserve(StrictModel):
 
 
 class StorageProfile(StrictModel):
-    accessModes: list[Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod", "ReadOnlyMany"]] = Field(
-        description="Access modes the profile's storage class supports."
-    )
+    accessModes: list[AccessMode] = Field(description="Access modes the profile's storage class supports.")
     storageClassName: str | None = Field(None, description="Default storage class of the cluster.")
 
 

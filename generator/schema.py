@@ -15,8 +15,18 @@ from .models import ChartValues
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "charts" / "katib-nas" / "values.schema.json"
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 # Keywords newer than draft-07 that gojsonschema would silently ignore.
-NOT_DRAFT_07 = {"$defs", "prefixItems", "unevaluatedProperties", "unevaluatedItems", "dependentRequired",
-                "dependentSchemas", "$anchor", "$dynamicRef", "minContains", "maxContains"}
+NOT_DRAFT_07 = {
+    "$defs",
+    "prefixItems",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "dependentRequired",
+    "dependentSchemas",
+    "$anchor",
+    "$dynamicRef",
+    "minContains",
+    "maxContains",
+}
 
 
 def _clean(node: Any) -> Any:

@@ -42,8 +42,13 @@ class Report:
         return [p for p in self.problems if p.warning]
 
 
-def validate_data(data: dict[str, Any], source: str, base_dir: Path | None = None,
-                  release: str = DEFAULT_RELEASE, profile: ClusterProfile | None = None) -> Report:
+def validate_data(
+    data: dict[str, Any],
+    source: str,
+    base_dir: Path | None = None,
+    release: str = DEFAULT_RELEASE,
+    profile: ClusterProfile | None = None,
+) -> Report:
     report = Report(source, raw=data)
     # Helm validates and renders the file merged over the chart defaults; so do we.
     merged = coalesce(chart_defaults(), data)
@@ -56,8 +61,13 @@ def validate_data(data: dict[str, Any], source: str, base_dir: Path | None = Non
     report.problems += [Problem(source, path, msg) for path, msg in check_search(values, release)]
     if profile is None:
         if not values.profile:
-            report.problems.append(Problem(source, "profile", "is unset; name the cluster this file is for: "
-                                                              "microk8s, k3s-gpu or a profile file"))
+            report.problems.append(
+                Problem(
+                    source,
+                    "profile",
+                    "is unset; name the cluster this file is for: microk8s, k3s-gpu or a profile file",
+                )
+            )
             return report
         try:
             profile = load_profile(values.profile, base_dir)

@@ -1,0 +1,195 @@
+"""The `katib-nas` command line. Exit codes: 0 fine, 2 a user mistake (one line per problem,
+nothing written or installed), 1 only for `schema --check` drift. Bugs keep their traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import helm
+from .checks_resources import trial_capacity
+from .errors import GeneratorError, ValuesError
+from .importer import dump_values, import_experiment
+from .profiles import dump_profile
+from .schema import SCHEMA_PATH, schema_drifted, write_schema
+from .validate import DEFAULT_RELEASE, Report, validate_file
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _checked(path: Path, release: str) -> Report:
+    """Validate or raise: warnings go to stderr, errors become a ValuesError."""
+    report = validate_file(path, release)
+    for warning in report.warnings:
+        print(warning, file=sys.stderr)
+    if report.errors:
+        raise ValuesError(report.errors)
+    return report
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    failed = False
+    for path in args.files:
+        try:
+            report = _checked(path, args.release)
+        except ValuesError as exc:
+            print(exc.message, file=sys.stderr)
+            failed = True
+            continue
+        assert report.values is not None and report.profile is not None
+        fits = trial_capacity(report.values, report.profile)
+        print(
+            f"{path}: ok (profile {report.profile.name}; {report.values.experiment.parallelTrialCount} trials in "
+            f"parallel requested, {fits} fit)"
+        )
+    return 2 if failed else 0
+
+
+def _api_versions(report: Report) -> list[str]:
+    assert report.values is not None
+    apis = [helm.KATIB_API]
+    if report.values.server.enabled and report.values.server.mode == "kserve":
+        apis.append(helm.KSERVE_API)
+    return apis
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    report = _checked(args.file, args.release)
+    assert report.profile is not None
+    docs = helm.template(
+        report.raw,
+        release=args.release,
+        namespace=args.namespace,
+        kube_version=f"{report.profile.kubernetesVersion}.0",
+        api_versions=_api_versions(report),
+    )
+    text = yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True)
+    if args.output:
+        _atomic_write(args.output, text)
+        print(f"wrote {len(docs)} objects to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    report = _checked(args.file, args.release)
+    assert report.profile is not None
+    verb = "dry-run of" if args.dry_run else "installing"
+    print(
+        f"{verb} release {args.release} into namespace {args.namespace} (profile {report.profile.name})...",
+        file=sys.stderr,
+    )
+    result = helm.install(
+        report.raw,
+        release=args.release,
+        namespace=args.namespace,
+        dry_run=args.dry_run,
+        kubeconfig=args.kubeconfig,
+        kubecontext=args.kube_context,
+    )
+    print(f"release {result['release']} revision {result['revision']}: {result['status']}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    if args.check:
+        if schema_drifted():
+            print(f"{SCHEMA_PATH}: out of date with generator/models.py; run `katib-nas schema`", file=sys.stderr)
+            return 1
+        print(f"{SCHEMA_PATH}: up to date")
+        return 0
+    changed = write_schema()
+    print(f"{SCHEMA_PATH}: {'written' if changed else 'unchanged'}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    values = import_experiment(args.experiment, profile=args.profile)
+    text = dump_values(values, str(args.experiment))
+    if args.output:
+        _atomic_write(args.output, text)
+        print(f"wrote {args.output}; check it with `katib-nas validate {args.output}`", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_profile_detect(args: argparse.Namespace) -> int:
+    from .detect import detect
+
+    profile = detect(args.name, kubeconfig=args.kubeconfig, context=args.kube_context)
+    text = dump_profile(profile)
+    if args.output:
+        _atomic_write(args.output, text)
+        print(f"wrote profile {profile.name} to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="katib-nas", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def release_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--release", default=DEFAULT_RELEASE, help="Helm release name (default: %(default)s)")
+
+    p = sub.add_parser("validate", help="check values files against their cluster profile")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    release_options(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("render", help="validate, then helm template with the profile's Kubernetes version")
+    p.add_argument("file", type=Path, metavar="FILE")
+    release_options(p)
+    p.add_argument("--namespace", default="default")
+    p.add_argument("-o", "--output", type=Path, help="write the manifests here instead of stdout")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("install", help="validate, then helm upgrade --install")
+    p.add_argument("file", type=Path, metavar="FILE")
+    release_options(p)
+    p.add_argument("--namespace", default="default")
+    p.add_argument("--dry-run", action="store_true", help="let helm and the cluster check everything, change nothing")
+    p.add_argument("--kubeconfig", type=Path)
+    p.add_argument("--kube-context")
+    p.set_defaults(func=cmd_install)
+
+    p = sub.add_parser("schema", help="write charts/katib-nas/values.schema.json from the models")
+    p.add_argument("--check", action="store_true", help="exit 1 if the committed schema is out of date")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("import", help="turn a Katib Experiment YAML into a values file")
+    p.add_argument("experiment", type=Path, metavar="EXPERIMENT.yaml")
+    p.add_argument("-o", "--output", type=Path)
+    p.add_argument("--profile", default="microk8s", help="profile the values file names (default: %(default)s)")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("profile", help="cluster profiles")
+    psub = p.add_subparsers(dest="profile_command", required=True)
+    d = psub.add_parser("detect", help="write a profile from the current kubeconfig's cluster")
+    d.add_argument("-o", "--output", type=Path)
+    d.add_argument("--name", default="detected")
+    d.add_argument("--kubeconfig")
+    d.add_argument("--kube-context")
+    d.set_defaults(func=cmd_profile_detect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except GeneratorError as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+    return code

@@ -1,0 +1,124 @@
+"""`katib-nas profile detect`: a cluster profile written from a live cluster's nodes."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from .errors import ProfileError
+from .models import ClusterProfile, KServeSupport, NodeGroup, Reserve, StorageProfile, Taint
+from .quantity import parse_quantity
+
+GPU_RESOURCE = "nvidia.com/gpu"
+# Labels that say what a node is; the rest (hostnames, instance ids) would split identical nodes.
+KEPT_LABELS = (
+    "node-role.kubernetes.io/control-plane",
+    "node-role.kubernetes.io/master",
+    "nvidia.com/gpu.present",
+    "kubernetes.io/os",
+    "kubernetes.io/arch",
+    "node.kubernetes.io/instance-type",
+)
+# Provisioners known to offer ReadWriteMany.
+RWX_PROVISIONERS = ("nfs", "cephfs", "longhorn", "efs", "azurefile", "filestore", "glusterfs")
+
+
+def _get(obj: Any, *names: str) -> Any:
+    for name in names:
+        obj = getattr(obj, name, None) if obj is not None else None
+    return obj
+
+
+def profile_from_cluster(
+    name: str, nodes: list[Any], storage_classes: list[Any], api_groups: list[str], kubernetes_version: str
+) -> ClusterProfile:
+    """Build a profile from the kubernetes client's V1Node and V1StorageClass objects.
+
+    Nodes with the same shape (capacity, GPUs, kept labels, taints) become one group. The system
+    reserve is what each node's capacity holds back from allocatable, the kubelet's own figure.
+    """
+    if not nodes:
+        raise ProfileError("the cluster has no nodes; check the kubeconfig context")
+    groups: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+    reserve_cpu, reserve_mem = "0", "0"
+    for node in nodes:
+        capacity = _get(node, "status", "capacity") or {}
+        allocatable = _get(node, "status", "allocatable") or {}
+        labels = _get(node, "metadata", "labels") or {}
+        taints = [
+            Taint(key=t.key, value=t.value or "", effect=t.effect)
+            for t in (_get(node, "spec", "taints") or [])
+            if t.effect in ("NoSchedule", "PreferNoSchedule", "NoExecute")
+        ]
+        kept = {k: v for k, v in sorted(labels.items()) if k in KEPT_LABELS}
+        gpus = int(capacity.get(GPU_RESOURCE, "0"))
+        key = (
+            capacity.get("cpu"),
+            capacity.get("memory"),
+            gpus,
+            tuple(kept.items()),
+            tuple((t.key, t.value, t.effect) for t in taints),
+        )
+        if key in groups:
+            groups[key]["count"] += 1
+            continue
+        role = "control-plane" if any("control-plane" in k or "master" in k for k in kept) else "worker"
+        groups[key] = {
+            "name": f"{role}-{len(groups) + 1}",
+            "count": 1,
+            "cpu": str(capacity.get("cpu", "0")),
+            "memory": str(capacity.get("memory", "0")),
+            "gpus": gpus,
+            "labels": kept,
+            "taints": taints,
+        }
+        reserve_cpu = _difference(capacity.get("cpu", "0"), allocatable.get("cpu", "0"), reserve_cpu, milli=True)
+        reserve_mem = _difference(capacity.get("memory", "0"), allocatable.get("memory", "0"), reserve_mem)
+    modes = ["ReadWriteOnce"]
+    default_class = None
+    for sc in storage_classes:
+        annotations = _get(sc, "metadata", "annotations") or {}
+        if annotations.get("storageclass.kubernetes.io/is-default-class") == "true":
+            default_class = _get(sc, "metadata", "name")
+        if any(p in str(getattr(sc, "provisioner", "")).lower() for p in RWX_PROVISIONERS):
+            modes.append("ReadWriteMany")
+    kserve = "serving.kserve.io" in api_groups
+    return ClusterProfile(
+        name=name,
+        description="Detected by `katib-nas profile detect`; review the reserve and storage before use.",
+        kubernetesVersion=kubernetes_version,
+        nodes=[NodeGroup(**g) for g in groups.values()],
+        systemReserved=Reserve(cpu=reserve_cpu, memory=reserve_mem),
+        gpuRuntimeClassName="nvidia" if any(g["gpus"] for g in groups.values()) else None,
+        storage=StorageProfile(accessModes=sorted(set(modes)), storageClassName=default_class),  # type: ignore[arg-type]
+        kserve=KServeSupport(supported=kserve, reason="" if kserve else "KServe is not installed in this cluster"),
+    )
+
+
+def _difference(capacity: str, allocatable: str, current: str, milli: bool = False) -> str:
+    """The largest capacity - allocatable seen so far, as a quantity string."""
+    diff = parse_quantity(capacity) - parse_quantity(allocatable)
+    if diff <= parse_quantity(current):
+        return current
+    if milli:
+        return f"{int(diff * 1000)}m"
+    return f"{int(diff / 2**20)}Mi"
+
+
+def detect(name: str, kubeconfig: str | None = None, context: str | None = None) -> ClusterProfile:
+    """Read nodes, storage classes and API groups through the kubernetes client."""
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+    except (ConfigException, FileNotFoundError) as exc:
+        raise ProfileError(f"cannot load a kubeconfig ({exc}); set KUBECONFIG or pass --kubeconfig") from None
+    try:
+        nodes = client.CoreV1Api().list_node().items
+        classes = client.StorageV1Api().list_storage_class().items
+        groups = [g.name for g in client.ApisApi().get_api_versions().groups]
+        version = client.VersionApi().get_code()
+    except Exception as exc:  # urllib3 and ApiException alike: the cluster is unreachable or refuses us
+        raise ProfileError(f"cannot read the cluster: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
+    return profile_from_cluster(name, nodes, classes, groups, f"{version.major}.{version.minor.rstrip('+')}")
