@@ -234,8 +234,9 @@ class Trial(Scheduling):
 
 
 class Persistence(StrictModel):
-    enabled: bool = Field(True, description="Create a PVC for trial records and models.")
-    existingClaim: str = Field("", description="Use this existing PVC instead of creating one.")
+    existingClaim: str = Field(
+        "", description="Use this existing PVC instead of creating one (trials need a volume either way)."
+    )
     size: str = Field("2Gi", description="PVC size.", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
     accessModes: list[AccessMode] = Field(
         default_factory=lambda: list[AccessMode](["ReadWriteOnce"]),

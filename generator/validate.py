@@ -20,7 +20,17 @@ DEFAULT_RELEASE = "nas"
 
 def chart_defaults() -> dict[str, Any]:
     """The chart's values.yaml, as the models define it (a test keeps the two equal)."""
-    return ChartValues().model_dump(mode="json")
+    defaults: dict[str, Any] = _without_unset_list_fields(ChartValues().model_dump(mode="json"))
+    return defaults
+
+
+def _without_unset_list_fields(node: Any, in_list: bool = False) -> Any:
+    """values.yaml spells list items (parameters, settings) without their null fields."""
+    if isinstance(node, dict):
+        return {k: _without_unset_list_fields(v, in_list) for k, v in node.items() if not (in_list and v is None)}
+    if isinstance(node, list):
+        return [_without_unset_list_fields(v, True) for v in node]
+    return node
 
 
 @dataclass

@@ -140,9 +140,6 @@ The promotion step of the server image. Takes a dict with "context" and "mode":
 {{- if not (semverCompare (printf ">=%s-0" $min) .Capabilities.HelmVersion.Version) }}
 {{- fail (printf "katib-nas: Helm %s is too old; this chart needs Helm >= %s (run ci/install-tools.sh or upgrade helm)" .Capabilities.HelmVersion.Version $min) }}
 {{- end }}
-{{- if and (not .Values.persistence.enabled) (not .Values.persistence.existingClaim) }}
-{{- fail "katib-nas: persistence.enabled=false needs persistence.existingClaim: trials, extraction, batch and server share the model volume; set persistence.existingClaim=<pvc> or persistence.enabled=true" }}
-{{- end }}
 {{- $e := .Values.experiment }}
 {{- if and (not $e.parameters) (not $e.nasConfig) }}
 {{- fail "katib-nas: experiment.parameters is empty and experiment.nasConfig is unset; add a search space under experiment.parameters" }}

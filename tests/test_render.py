@@ -1,0 +1,299 @@
+"""Real helm renders of every shipped values file, checked by real schemas: kubeconform against the
+Kubernetes schemas of the chart's oldest and newest supported versions, Katib's own API models for
+the Experiment, and the API server's Pod Security admission library for the restricted standard."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from kubeflow_katib_api.models.v1beta1_experiment import V1beta1Experiment
+
+from generator.validate import chart_defaults
+
+from .conftest import CHART, CI_VALUES, KATIB_API, PROFILE_VALUES, ROOT, by_kind, helm_template, run, tool
+
+ALL_VALUES = PROFILE_VALUES + CI_VALUES
+# Chart.yaml kubeVersion is >=1.29; the newest schemas kubernetes-validate ships are 1.37.
+KUBE_VERSIONS = ("1.29.0", "1.37.0")
+SCHEMAS = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+Kubeconform = Callable[[list[dict[str, Any]], str], subprocess.CompletedProcess[str]]
+NOT_IN_KUBERNETES = {"Experiment", "InferenceService", "ServiceMonitor"}
+
+
+def _render(path: Path) -> list[dict[str, Any]]:
+    return helm_template(path)
+
+
+@pytest.fixture(scope="module")
+def renders() -> dict[str, list[dict[str, Any]]]:
+    return {p.name: _render(p) for p in ALL_VALUES}
+
+
+@pytest.mark.parametrize("path", ALL_VALUES, ids=lambda p: p.name)
+def test_helm_lint(path: Path) -> None:
+    proc = run([tool("helm"), "lint", str(CHART), "--strict", "--kube-version", "1.31.0", "--values", str(path)])
+    assert "0 chart(s) failed" in proc.stdout
+
+
+@pytest.fixture(scope="session")
+def schema_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """kubernetes-validate ships the Kubernetes OpenAPI schemas with refs into a shared
+    `/api/_definitions.json`; kubeconform wants one self-contained file per kind. Embed the
+    definitions into each file, in kubeconform's `<version>-standalone-strict` layout."""
+    out = tmp_path_factory.mktemp("kubernetes-json-schema")
+    for version in KUBE_VERSIONS:
+        source = SCHEMAS / f"v{version}-local-strict"
+        target = out / f"v{version}-standalone-strict"
+        target.mkdir()
+        definitions = json.loads((source / "_definitions.json").read_text())["$defs"]
+        for path in source.glob("*.json"):
+            if path.name.startswith("_"):
+                continue
+            text = path.read_text().replace('"/api/_definitions.json#/$defs/', '"#/$defs/')
+            schema = json.loads(text)
+            schema["$defs"] = definitions
+            (target / path.name).write_text(json.dumps(schema).replace('"/api/_definitions.json#/$defs/', '"#/$defs/'))
+    return out
+
+
+@pytest.fixture(scope="session")
+def kubeconform(schema_dir: Path) -> Kubeconform:
+    def check(docs: list[dict[str, Any]], version: str) -> subprocess.CompletedProcess[str]:
+        return _kubeconform(docs, version, schema_dir)
+
+    return check
+
+
+def _kubeconform(docs: list[dict[str, Any]], version: str, schema_dir: Path) -> subprocess.CompletedProcess[str]:
+    location = str(schema_dir) + "/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/" \
+        "{{ .ResourceKind }}{{ .KindSuffix }}.json"
+    return run([tool("kubeconform"), "-strict", "-summary", "-output", "text", "-kubernetes-version", version,
+                "-schema-location", location, "-skip", ",".join(sorted(NOT_IN_KUBERNETES)), "-"],
+               stdin=yaml.safe_dump_all(docs), check=False)
+
+
+def _trial_jobs(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Job inside each Experiment's trial template, as Katib will create it."""
+    jobs = []
+    for exp in by_kind(docs, "Experiment"):
+        job = copy.deepcopy(exp["spec"]["trialTemplate"]["trialSpec"])
+        job.setdefault("metadata", {})["name"] = "trial"
+        jobs.append(job)
+    return jobs
+
+
+@pytest.mark.parametrize("version", KUBE_VERSIONS)
+@pytest.mark.parametrize("path", ALL_VALUES, ids=lambda p: p.name)
+def test_objects_match_the_kubernetes_schema(renders: dict[str, list[dict[str, Any]]], path: Path,
+                                             version: str, kubeconform: Kubeconform) -> None:
+    docs = renders[path.name]
+    objects = [d for d in docs if d["kind"] not in NOT_IN_KUBERNETES] + _trial_jobs(docs)
+    proc = kubeconform(objects, version)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"Valid: {len(objects)}, Invalid: 0, Errors: 0" in proc.stdout
+
+
+def test_kubeconform_rejects_a_misspelt_field(kubeconform: Kubeconform) -> None:
+    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
+           "spec": {"ports": [{"port": 80}], "selectr": {"a": "b"}}}
+    proc = kubeconform([bad], KUBE_VERSIONS[0])
+    assert proc.returncode == 1 and "selectr" in proc.stdout
+
+
+@pytest.mark.parametrize("path", ALL_VALUES, ids=lambda p: p.name)
+def test_experiment_round_trips_through_katib_api_models(renders: dict[str, list[dict[str, Any]]],
+                                                         path: Path) -> None:
+    (experiment,) = by_kind(renders[path.name], "Experiment")
+    model = V1beta1Experiment.from_dict(experiment)
+    assert model is not None and model.spec is not None
+    # No field the chart writes is unknown to Katib's API: a field lost in the round trip is a typo.
+    assert json.loads(json.dumps(model.to_dict())) == experiment
+    for parameter in model.spec.parameters or []:
+        space = parameter.feasible_space
+        assert all(isinstance(v, str) for v in (space.min, space.max, space.step) if v is not None)
+
+
+@pytest.mark.parametrize("path", ALL_VALUES, ids=lambda p: p.name)
+def test_every_pod_meets_the_restricted_pod_security_standard(renders: dict[str, list[dict[str, Any]]],
+                                                             path: Path) -> None:
+    proc = run([tool("psacheck")], stdin=yaml.safe_dump_all(renders[path.name]), check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ", 0 violations" in proc.stdout
+
+
+def test_psacheck_catches_a_root_pod() -> None:
+    docs = helm_template(values={"podSecurityContext": {"runAsUser": 0}})
+    proc = run([tool("psacheck")], stdin=yaml.safe_dump_all(docs), check=False)
+    assert proc.returncode == 1 and "runAsUser=0" in proc.stdout
+
+
+def _pod_templates(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for d in docs:
+        if d["kind"] == "Pod":
+            out.append((d["metadata"]["labels"]["app.kubernetes.io/component"], d["metadata"]))
+        elif d["kind"] in ("Job", "Deployment"):
+            out.append((d["metadata"]["labels"]["app.kubernetes.io/component"], d["spec"]["template"]["metadata"]))
+        elif d["kind"] == "Experiment":
+            out.append(("trial", d["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["metadata"]))
+    return out
+
+
+@pytest.mark.parametrize("path", ALL_VALUES, ids=lambda p: p.name)
+def test_selectors_and_pods_carry_their_component(renders: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    docs = renders[path.name]
+    for component, meta in _pod_templates(docs):
+        assert meta["labels"]["app.kubernetes.io/component"] == component
+        if component != "extract":  # a bare Pod's own labels; templates keep the chart version out
+            assert "helm.sh/chart" not in meta["labels"]
+    for svc in by_kind(docs, "Service"):
+        assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "server"
+    for deploy in by_kind(docs, "Deployment"):
+        assert deploy["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "server"
+
+
+def test_component_names_fit_63_characters() -> None:
+    docs = helm_template(values={"fullnameOverride": "x" * 63, "experiment": {"name": "short"}})
+    names = [d["metadata"]["name"] for d in docs]
+    assert all(len(n) <= 63 for n in names), names
+    assert any(n.endswith("-extract") for n in names) and any(n.endswith("-models") for n in names)
+
+
+@pytest.mark.parametrize("path", PROFILE_VALUES, ids=lambda p: p.stem)
+def test_profile_render_matches_golden(path: Path, request: pytest.FixtureRequest) -> None:
+    golden = ROOT / "tests" / "data" / "expected" / f"{path.stem}.yaml"
+    text = yaml.safe_dump_all(helm_template(path), sort_keys=False)
+    if request.config.getoption("--update-golden"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text)
+    assert golden.is_file(), f"{golden} missing: run pytest --update-golden"
+    assert text == golden.read_text(), f"render of {path} changed; review and run pytest --update-golden"
+
+
+# --- no dead values -------------------------------------------------------------------------------
+
+# Values that change nothing in `helm template` output, and where their use is tested instead.
+READ_ELSEWHERE = {
+    "profile": "NOTES.txt only (charts/katib-nas/tests/notes_test.yaml)",
+    "capabilities.assumeCRDs": "the CRD guard (experiment_test.yaml, server_test.yaml)",
+    "experiment.earlyStopping.algorithmName": "a one-value enum (medianstop); rendered, see the defaults snapshot",
+}
+# Values whose generic mutation would be invalid, with a valid change instead.
+MUTATIONS: dict[str, Any] = {
+    "experiment.name": "renamed",
+    "experiment.objective.type": "minimize",
+    "experiment.objective.goal": 0.9,
+    "experiment.objective.objectiveMetricName": "loss",
+    "experiment.objective.additionalMetricNames": ["train_loss"],
+    "experiment.objective.metricStrategies": [{"name": "accuracy", "value": "max"}],
+    "experiment.algorithm.algorithmName": "tpe",
+    "experiment.algorithm.algorithmSettings": [{"name": "random_state", "value": "1"}],
+    "experiment.resumePolicy": "LongRunning",
+    "experiment.metricsCollector.kind": "TfEvent",
+    "experiment.metricsCollector.source": {"fileSystemPath": {"path": "/tmp/tf", "kind": "Directory"}},
+    "experiment.metricsCollector.customCollector": {"image": "collector:1"},
+    "experiment.nasConfig": {"graphConfig": {"numLayers": 2}},
+    "trial.image.digest": "sha256:" + "1" * 64,
+    "trial.image.pullPolicy": "Always",
+    "trial.args": ["--x=${trialParameters.a}"],
+    "trial.trialParameters": [{"name": "a", "reference": "lr"}],
+    "trial.env": [{"name": "A", "value": "1"}],
+    "trial.extraArgs": ["--patience=3"],
+    "trial.tolerations": [{"key": "k", "operator": "Exists"}],
+    "persistence.size": "3Gi",
+    "persistence.accessModes": ["ReadWriteMany"],
+    "persistence.storageClassName": "fast",
+    "persistence.mountPath": "/data",
+    "extract.restartPolicy": "Never",
+    "extract.tolerations": [{"key": "k", "operator": "Exists"}],
+    "batchInference.restartPolicy": "OnFailure",
+    "batchInference.ttlSecondsAfterFinished": 60,
+    "batchInference.tolerations": [{"key": "k", "operator": "Exists"}],
+    "server.mode": "kserve",
+    "server.image.digest": "sha256:" + "2" * 64,
+    "server.image.pullPolicy": "Always",
+    "server.modelName": "mnist",
+    "server.service.type": "NodePort",
+    "server.tolerations": [{"key": "k", "operator": "Exists"}],
+    "server.serviceMonitor.interval": "10s",
+}
+# Values that only act together with another one.
+CONTEXT: dict[str, dict[str, Any]] = {
+    "experiment.metricsCollector.source": {"experiment": {"metricsCollector": {"kind": "TfEvent"}}},
+    "experiment.metricsCollector.customCollector": {"experiment": {"metricsCollector": {"kind": "Custom"}}},
+    "experiment.nasConfig": {"experiment": {"parameters": [], "nasConfig": {"graphConfig": {"numLayers": 1}}}},
+    "trial.args": {"trial": {"trialParameters": [{"name": "a", "reference": "lr"}]}},
+    "trial.trialParameters": {"trial": {"args": ["--x=${trialParameters.a}"]}},
+    "server.kserve.minReplicas": {"server": {"mode": "kserve"}},
+    "server.kserve.maxReplicas": {"server": {"mode": "kserve"}},
+    "server.serviceMonitor.interval": {"server": {"serviceMonitor": {"enabled": True}}},
+}
+
+
+def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(node, dict) and node:
+        return [leaf for k, v in node.items() for leaf in _leaves(v, f"{prefix}{k}.")]
+    return [(prefix.rstrip("."), node)]
+
+
+def _mutate(value: Any) -> Any:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, str):
+        return f"{value}x" if value else "x"
+    if isinstance(value, dict):
+        return {"x": "y"}
+    if isinstance(value, list) and value:
+        return value[:-1] if len(value) > 1 else value + value
+    raise AssertionError(f"no mutation for {value!r}; add one to MUTATIONS")
+
+
+def _nest(path: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cursor = out
+    *parents, last = path.split(".")
+    for p in parents:
+        cursor = cursor.setdefault(p, {})
+    cursor[last] = value
+    return out
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+APIS = (KATIB_API, "serving.kserve.io/v1beta1/InferenceService", "monitoring.coreos.com/v1/ServiceMonitor")
+
+
+def test_every_value_changes_the_rendered_chart() -> None:
+    """Every key of values.yaml is read by some template (cert-manager's no-dead-values rule)."""
+    leaves = [(p, v) for p, v in _leaves(chart_defaults()) if p not in READ_ELSEWHERE]
+    dead: list[str] = []
+    broken: list[str] = []
+    for path, value in leaves:
+        context = CONTEXT.get(path, {})
+        changed = _deep_merge(context, _nest(path, MUTATIONS[path] if path in MUTATIONS else _mutate(value)))
+        base = helm_template(values=context, api_versions=APIS)
+        try:
+            after = helm_template(values=changed, api_versions=APIS)
+        except AssertionError as exc:
+            broken.append(f"{path}: {str(exc).splitlines()[-1]}")
+            continue
+        if base == after:
+            dead.append(path)
+    assert not broken, "mutations the chart rejects; add a valid one to MUTATIONS:\n" + "\n".join(broken)
+    assert not dead, f"values no template reads: {dead}"
+    assert len(leaves) > 60
