@@ -226,8 +226,10 @@ def check_resources(values: ChartValues, profile: ClusterProfile) -> Iterator[Fi
             False,
         )
 
-    # Each pod must fit some node on its own.
+    # Each pod must fit some node on its own (GPU excess is reported above).
     for w in workloads:
+        if w.demand.gpus > max_gpus:
+            continue
         candidates = [n for n in nodes if eligible(n, w)]
         if not candidates:
             yield (
