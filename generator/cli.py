@@ -101,25 +101,31 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    path: Path = args.file
     if args.check:
-        if schema_drifted():
-            print(f"{SCHEMA_PATH}: out of date with generator/models.py; run `katib-nas schema`", file=sys.stderr)
+        if schema_drifted(path):
+            print(f"{path}: out of date with generator/models.py; run `katib-nas schema`", file=sys.stderr)
             return 1
-        print(f"{SCHEMA_PATH}: up to date")
+        print(f"{path}: up to date")
         return 0
-    changed = write_schema()
-    print(f"{SCHEMA_PATH}: {'written' if changed else 'unchanged'}")
+    changed = write_schema(path)
+    print(f"{path}: {'written' if changed else 'unchanged'}")
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     values = import_experiment(args.experiment, profile=args.profile)
     text = dump_values(values, str(args.experiment))
-    if args.output:
-        _atomic_write(args.output, text)
-        print(f"wrote {args.output}; check it with `katib-nas validate {args.output}`", file=sys.stderr)
-    else:
+    if not args.output:
         sys.stdout.write(text)
+        return 0
+    _atomic_write(args.output, text)
+    print(f"wrote {args.output}", file=sys.stderr)
+    report = validate_file(args.output)
+    if report.problems:
+        print(f"fix these before `katib-nas install {args.output}`:", file=sys.stderr)
+        for problem in report.problems:
+            print(problem, file=sys.stderr)
     return 0
 
 
@@ -166,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="write charts/katib-nas/values.schema.json from the models")
     p.add_argument("--check", action="store_true", help="exit 1 if the committed schema is out of date")
+    p.add_argument("--file", type=Path, default=SCHEMA_PATH, help="schema path (default: the chart's)")
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("import", help="turn a Katib Experiment YAML into a values file")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import shutil
@@ -25,6 +26,8 @@ CHART_DIR = REPO_ROOT / "charts" / "katib-nas"
 KATIB_API = "kubeflow.org/v1beta1/Experiment"
 KSERVE_API = "serving.kserve.io/v1beta1/InferenceService"
 _FAIL_LINE = re.compile(r"katib-nas: [^\n]*")
+# pyhelm3 logs every failed command at WARNING; the CLI reports the failure itself, once.
+logging.getLogger("pyhelm3").addHandler(logging.NullHandler())
 
 
 def helm_executable() -> str:

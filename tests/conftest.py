@@ -46,9 +46,15 @@ def run(cmd: list[str], stdin: str | None = None, check: bool = True) -> subproc
     return proc
 
 
-def helm_template(values_file: Path | None = None, values: dict[str, Any] | None = None,
-                  kube_version: str = "1.31.0", api_versions: tuple[str, ...] = (KATIB_API, KSERVE_API),
-                  release: str = "nas", namespace: str = "ml", check: bool = True) -> list[dict[str, Any]]:
+def helm_template(
+    values_file: Path | None = None,
+    values: dict[str, Any] | None = None,
+    kube_version: str = "1.31.0",
+    api_versions: tuple[str, ...] = (KATIB_API, KSERVE_API),
+    release: str = "nas",
+    namespace: str = "ml",
+    check: bool = True,
+) -> list[dict[str, Any]]:
     cmd = [tool("helm"), "template", release, str(CHART), "--namespace", namespace, "--kube-version", kube_version]
     for api in api_versions:
         cmd += ["--api-versions", api]

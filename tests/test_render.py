@@ -73,11 +73,28 @@ def kubeconform(schema_dir: Path) -> Kubeconform:
 
 
 def _kubeconform(docs: list[dict[str, Any]], version: str, schema_dir: Path) -> subprocess.CompletedProcess[str]:
-    location = str(schema_dir) + "/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/" \
+    location = (
+        str(schema_dir) + "/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/"
         "{{ .ResourceKind }}{{ .KindSuffix }}.json"
-    return run([tool("kubeconform"), "-strict", "-summary", "-output", "text", "-kubernetes-version", version,
-                "-schema-location", location, "-skip", ",".join(sorted(NOT_IN_KUBERNETES)), "-"],
-               stdin=yaml.safe_dump_all(docs), check=False)
+    )
+    return run(
+        [
+            tool("kubeconform"),
+            "-strict",
+            "-summary",
+            "-output",
+            "text",
+            "-kubernetes-version",
+            version,
+            "-schema-location",
+            location,
+            "-skip",
+            ",".join(sorted(NOT_IN_KUBERNETES)),
+            "-",
+        ],
+        stdin=yaml.safe_dump_all(docs),
+        check=False,
+    )
 
 
 def _trial_jobs(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -92,8 +109,9 @@ def _trial_jobs(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("version", KUBE_VERSIONS)
 @pytest.mark.parametrize("path", ALL_VALUES, ids=lambda p: p.name)
-def test_objects_match_the_kubernetes_schema(renders: dict[str, list[dict[str, Any]]], path: Path,
-                                             version: str, kubeconform: Kubeconform) -> None:
+def test_objects_match_the_kubernetes_schema(
+    renders: dict[str, list[dict[str, Any]]], path: Path, version: str, kubeconform: Kubeconform
+) -> None:
     docs = renders[path.name]
     objects = [d for d in docs if d["kind"] not in NOT_IN_KUBERNETES] + _trial_jobs(docs)
     proc = kubeconform(objects, version)
@@ -102,15 +120,18 @@ def test_objects_match_the_kubernetes_schema(renders: dict[str, list[dict[str, A
 
 
 def test_kubeconform_rejects_a_misspelt_field(kubeconform: Kubeconform) -> None:
-    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
-           "spec": {"ports": [{"port": 80}], "selectr": {"a": "b"}}}
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "x"},
+        "spec": {"ports": [{"port": 80}], "selectr": {"a": "b"}},
+    }
     proc = kubeconform([bad], KUBE_VERSIONS[0])
     assert proc.returncode == 1 and "selectr" in proc.stdout
 
 
 @pytest.mark.parametrize("path", ALL_VALUES, ids=lambda p: p.name)
-def test_experiment_round_trips_through_katib_api_models(renders: dict[str, list[dict[str, Any]]],
-                                                         path: Path) -> None:
+def test_experiment_round_trips_through_katib_api_models(renders: dict[str, list[dict[str, Any]]], path: Path) -> None:
     (experiment,) = by_kind(renders[path.name], "Experiment")
     model = V1beta1Experiment.from_dict(experiment)
     assert model is not None and model.spec is not None
@@ -122,8 +143,9 @@ def test_experiment_round_trips_through_katib_api_models(renders: dict[str, list
 
 
 @pytest.mark.parametrize("path", ALL_VALUES, ids=lambda p: p.name)
-def test_every_pod_meets_the_restricted_pod_security_standard(renders: dict[str, list[dict[str, Any]]],
-                                                             path: Path) -> None:
+def test_every_pod_meets_the_restricted_pod_security_standard(
+    renders: dict[str, list[dict[str, Any]]], path: Path
+) -> None:
     proc = run([tool("psacheck")], stdin=yaml.safe_dump_all(renders[path.name]), check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert ", 0 violations" in proc.stdout

@@ -44,165 +44,486 @@ def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 # (id, base profile file, override, expected stderr lines with {f} for the file, exit code)
 CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
-    ("typo", "microk8s", {"experimnt": {"maxTrialCount": 3}},
-     ["{f}: experimnt: unknown key; remove it or fix its spelling"], 2),
-    ("wrong-type", "microk8s", {"experiment": {"maxTrialCount": "many"}},
-     ["{f}: experiment.maxTrialCount: Input should be a valid integer, unable to parse string as an integer"], 2),
-    ("min-not-below-max", "microk8s", params(space("lr", "double", min=0.1, max=0.01)),
-     ["{f}: experiment.parameters[0].feasibleSpace: min must be < max (min 0.1, max 0.01); swap or widen them"], 2),
-    ("step-zero", "microk8s", params(space("num-layers", "int", min=1, max=3, step=0)),
-     ["{f}: experiment.parameters[0].feasibleSpace.step: 0 must be a positive number"], 2),
-    ("step-wider-than-range", "microk8s", params(space("num-layers", "int", min=1, max=3, step=5)),
-     ["{f}: experiment.parameters[0].feasibleSpace.step: 5 is larger than the range 1..3; use a step of at most "
-      "max - min"], 2),
-    ("empty-list", "microk8s", params(space("optimizer", "categorical", list=[])),
-     ["{f}: experiment.parameters[0].feasibleSpace.list: is empty; parameterType categorical needs at least one "
-      "value"], 2),
-    ("duplicate-list-values", "microk8s", params(space("optimizer", "categorical", list=["adam", "adam"])),
-     ["{f}: experiment.parameters[0].feasibleSpace.list: has duplicate values ['adam']; list each value once"], 2),
-    ("duplicate-parameter", "microk8s", params(LR, LR),
-     ["{f}: experiment.parameters[1].name: 'lr' duplicates experiment.parameters[0]; rename or remove one"], 2),
-    ("list-on-double", "microk8s", params(space("lr", "double", min=0.001, max=0.01, list=["0.1"])),
-     ["{f}: experiment.parameters[0].feasibleSpace.list: is not supported for parameterType double; use min and "
-      "max"], 2),
-    ("both-spaces", "microk8s", {"experiment": {"nasConfig": {"graphConfig": {"numLayers": 2}}}},
-     ["{f}: experiment.nasConfig: is set together with experiment.parameters; Katib accepts only one, remove one of "
-      "them",
-      "{f}: experiment.algorithm.algorithmName: random cannot use experiment.nasConfig; use enas or darts",
-      "{f}: experiment.nasConfig: the katib-nas trainer builds architectures from parameters, not enas/darts "
-      "nasConfig; use your own trainer image (trial.image, command, args)"], 2),
-    ("grid-double-without-step", "microk8s", {"experiment": {"algorithm": {"algorithmName": "grid"},
-                                                             "parameters": [LR]}},
-     ["{f}: experiment.parameters[0].feasibleSpace.step: grid needs a step for double parameters; add "
-      "feasibleSpace.step"], 2),
-    ("grid-smaller-than-maxtrialcount", "microk8s", {"experiment": {"algorithm": {"algorithmName": "grid"},
-                                                                    "parameters": [LAYERS, OPT]}},
-     ["{f}: experiment.maxTrialCount: 12 is more than the 6 points of the grid; Katib's grid service fails, set "
-      "maxTrialCount to 6 or less"], 2),
-    ("bayesian-double-min-zero", "microk8s", {"experiment": {"algorithm": {"algorithmName": "bayesianoptimization"}}},
-     ["{f}: experiment.parameters[3].feasibleSpace.min: 0.0 must be > 0 for bayesianoptimization: Katib's skopt "
-      "service samples doubles log-uniformly in older releases and fails; use a small positive min such as 1e-6"], 2),
-    ("hyperband-without-settings", "microk8s", {"experiment": {"algorithm": {"algorithmName": "hyperband"}}},
-     ["{f}: experiment.algorithm.algorithmSettings: hyperband needs settings r_l and resource_name (the parameter "
-      "that carries the budget, such as epochs)"], 2),
-    ("hyperband-parallelism", "microk8s", {"experiment": {
-        "algorithm": {"algorithmName": "hyperband", "algorithmSettings": [
-            {"name": "resource_name", "value": "epochs"}, {"name": "r_l", "value": "9"}]},
-        "parameters": [LR, space("epochs", "int", min=1, max=9)]}},
-     ["{f}: experiment.parallelTrialCount: hyperband with r_l=9 and eta=3 needs parallelTrialCount >= 9; raise it "
-      "or lower r_l"], 2),
-    ("pbt-without-settings", "microk8s", {"experiment": {"algorithm": {
-        "algorithmName": "pbt", "algorithmSettings": [{"name": "n_population", "value": "3"}]}}},
-     ["{f}: experiment.algorithm.algorithmSettings: pbt needs settings suggestion_trial_dir, truncation_threshold"],
-     2),
-    ("cmaes-one-dimension", "microk8s", {"experiment": {"algorithm": {"algorithmName": "cmaes"},
-                                                        "parameters": [LR, OPT]}},
-     ["{f}: experiment.parameters: cmaes needs at least two int or double parameters; add one or use tpe"], 2),
-    ("tpe-unknown-setting", "microk8s", {"experiment": {"algorithm": {
-        "algorithmName": "tpe", "algorithmSettings": [{"name": "gamma", "value": "0.1"}]}}},
-     ["{f}: experiment.algorithm.algorithmSettings[0].name: tpe has no setting 'gamma'; Katib's suggestion service "
-      "fails on it, use one of n_startup_trials, n_ei_candidates, random_state"], 2),
-    ("enas-without-nasconfig", "microk8s", {"experiment": {"algorithm": {"algorithmName": "enas"}}},
-     ["{f}: experiment.nasConfig: enas needs a nasConfig (graphConfig and operations) instead of parameters; add "
-      "experiment.nasConfig or pick an HPO algorithm"], 2),
-    ("early-stopping-push-collector", "microk8s", {"experiment": {"metricsCollector": {"kind": "Push"}}},
-     ["{f}: experiment.earlyStopping.enabled: early stopping needs a collector that reads metrics as they are "
-      "reported (StdOut, File or TfEvent), not Push; set metricsCollector.kind=StdOut or "
-      "earlyStopping.enabled=false"], 2),
-    ("medianstop-start-step-zero", "microk8s", {"experiment": {"earlyStopping": {
-        "algorithmSettings": [{"name": "start_step", "value": "0"}]}}},
-     ["{f}: experiment.earlyStopping.algorithmSettings[0].value: start_step must be an integer >= 1, not '0'"], 2),
-    ("objective-not-printed", "microk8s", {"experiment": {"objective": {"objectiveMetricName": "val_acc"}}},
-     ["{f}: experiment.objective.objectiveMetricName: the katib-nas trainer never prints 'val_acc', so Katib would "
-      "record no value; use one of epoch, accuracy, loss, train_accuracy, train_loss"], 2),
-    ("objective-in-additional", "microk8s", {"experiment": {"objective": {"additionalMetricNames": ["accuracy"]}}},
-     ["{f}: experiment.objective.additionalMetricNames: contains the objective metric 'accuracy'; Katib rejects it, "
-      "remove it from the list"], 2),
-    ("parallel-above-max", "microk8s", {"experiment": {"parallelTrialCount": 5, "maxTrialCount": 4}},
-     ["{f}: experiment.parallelTrialCount: 5 is larger than maxTrialCount 4; Katib rejects it, set it to 4 or less"],
-     2),
-    ("failed-above-max", "microk8s", {"experiment": {"maxFailedTrialCount": 20}},
-     ["{f}: experiment.maxFailedTrialCount: 20 is larger than maxTrialCount 12; Katib rejects it, set it to 12 or "
-      "less"], 2),
-    ("name-too-long-for-trials", "microk8s", {"experiment": {"name": "digits-mlp-search-" + "x" * 37}},
-     ["{f}: experiment.name: Experiment name 'digits-mlp-search-" + "x" * 37 + "' has 55 characters; Katib names "
-      "trials <name>-<8 chars>, which must fit in 63, so use at most 54",
-      "{f}: experiment.name: Experiment name 'digits-mlp-search-" + "x" * 37 + "' is too long for Katib's service "
-      "digits-mlp-search-" + "x" * 37 + "-medianstop (63 characters at most); use at most 52 characters"], 2),
-    ("file-collector-without-source", "microk8s", {"experiment": {"metricsCollector": {"kind": "File"}}},
-     ["{f}: experiment.metricsCollector.source.fileSystemPath: the File collector needs an absolute file path with "
-      "kind File"], 2),
-    ("file-collector-read-only-path", "microk8s", {"experiment": {"metricsCollector": {"kind": "File", "source": {
-        "fileSystemPath": {"path": "/var/log/m.log", "kind": "File", "format": "TEXT"}}}}},
-     ["{f}: experiment.metricsCollector.source.fileSystemPath.path: /var/log/m.log is on the read-only root "
-      "filesystem; put the metrics file under /tmp/"], 2),
-    ("unknown-trainer-flag", "microk8s", params(LR, space("momentum2", "double", min=0.1, max=0.9)),
-     ["{f}: experiment.parameters[1].name: the katib-nas trainer has no flag --momentum2; use one of activation, "
-      "arch, batch-size, channels, conv-blocks, dropout, epochs, kernel-size, lr, momentum, num-layers, optimizer, "
-      "patience, pooling, units, weight-decay"], 2),
-    ("trainer-flag-out-of-range", "microk8s", params(space("dropout", "double", min=0.1, max=1.5)),
-     ["{f}: experiment.parameters[0].feasibleSpace: --dropout=1.5 is out of the trainer's range [0, 0.95]"], 2),
-    ("trainer-flag-bad-choice", "microk8s", params(space("optimizer", "categorical", list=["adam", "lbfgs"])),
-     ["{f}: experiment.parameters[0].feasibleSpace: --optimizer=lbfgs is not accepted; choose from adam, adamw, sgd, "
-      "rmsprop"], 2),
-    ("trial-parameter-bad-reference", "microk8s", {"trial": {
-        "args": ["--lr=${trialParameters.learningRate}"],
-        "trialParameters": [{"name": "learningRate", "reference": "learning_rate"}]}},
-     ["{f}: trial.trialParameters[0].reference: 'learning_rate' is not an experiment parameter; use one of "
-      "['batch-size', 'dropout', 'lr', 'num-layers', 'optimizer', 'units']"], 2),
-    ("trial-parameter-unused", "microk8s", {"trial": {
-        "args": ["--lr=${trialParameters.lr}"],
-        "trialParameters": [{"name": "lr", "reference": "lr"}, {"name": "units", "reference": "units"}]}},
-     ["{f}: trial.trialParameters[1].name: ${{trialParameters.units}} is not used in trial.args; Katib rejects "
-      "unused trialParameters"], 2),
-    ("trial-fits-no-node", "microk8s", {"trial": {"resources": {"requests": {"cpu": "12", "memory": "8Gi"},
-                                                                "limits": {"cpu": "12", "memory": "8Gi"}}}},
-     ["{f}: trial.resources.requests: a trial asks for 12050m CPU and 8.01Gi plus Katib's metrics-collector sidecar, "
-      "but the largest node (microk8s) has 6500m CPU and 13Gi allocatable after system reserve; lower the "
-      "requests"], 2),
-    ("bad-quantity", "microk8s", {"trial": {"resources": {"requests": {"cpu": "one"}}}},
-     ["{f}: trial.resources.requests.cpu: 'one' is not a Kubernetes quantity (examples: 500m, 2, 1.5Gi, 512Mi)"], 2),
-    ("resources-missing", "microk8s", {"server": {"resources": None}},
-     ["{f}: server.resources: requests.cpu, requests.memory, limits.cpu, limits.memory unset; profile microk8s needs "
-      "explicit requests and limits so the scheduler and this check know what a server pod takes, add them"], 2),
-    ("gpu-on-cpu-profile", "microk8s", {"trial": {"resources": {"requests": {"nvidia.com/gpu": 1},
-                                                                "limits": {"nvidia.com/gpu": 1}}}},
-     ["{f}: trial.resources.limits.nvidia.com/gpu: 1 GPU(s) requested but profile microk8s has no GPU nodes; "
-      "remove the GPU request"], 2),
-    ("more-gpus-than-a-node", "k3s-gpu", {"trial": {"resources": {"requests": {"nvidia.com/gpu": 2},
-                                                                  "limits": {"nvidia.com/gpu": 2}}}},
-     ["{f}: trial.resources.limits.nvidia.com/gpu: 2 GPUs per pod but the largest node of profile k3s-gpu has 1 "
-      "(GPUs cannot be shared); request at most 1"], 2),
-    ("gpu-profile-without-gpu-request", "k3s-gpu", {"trial": {"resources": {"requests": {"nvidia.com/gpu": None},
-                                                                            "limits": {"nvidia.com/gpu": None}}}},
-     ["{f}: trial.resources.limits.nvidia.com/gpu: profile k3s-gpu is a GPU cluster but trials request no GPU; add "
-      "limits.nvidia.com/gpu: 1"], 2),
-    ("gpu-without-limit", "k3s-gpu", {"trial": {"resources": {"limits": {"nvidia.com/gpu": None}}}},
-     ["{f}: trial.resources.limits.nvidia.com/gpu: GPUs must be set in limits (and requests, if given, equal to "
-      "limits); set limits.nvidia.com/gpu: 1"], 2),
-    ("gpu-without-runtime-class", "k3s-gpu", {"trial": {"runtimeClassName": ""}},
-     ["{f}: trial.runtimeClassName: GPU trials on profile k3s-gpu need runtimeClassName 'nvidia' or they cannot see "
-      "the GPU; set it"], 2),
-    ("multi-node-readwriteonce", "k3s-gpu", {"persistence": {"accessModes": ["ReadWriteOnce"]}},
-     ["{f}: persistence.accessModes: trials and the other pods can land on 2 nodes of profile k3s-gpu "
-      "(gpu-worker-1, gpu-worker-2) but ReadWriteOnce lets only one node mount the model PVC, so pods elsewhere "
-      "stay Pending; use [ReadWriteMany] with an RWX storage class, or pin every pod to one node with nodeSelector"],
-     2),
-    ("rwx-without-rwx-storage", "microk8s", {"persistence": {"accessModes": ["ReadWriteMany"]}},
-     ["{f}: persistence.accessModes: ReadWriteMany is not offered by the storage of profile microk8s "
-      "(ReadWriteOnce); use one of those"], 2),
-    ("kserve-on-one-small-node", "microk8s", {"server": {"mode": "kserve"}},
-     ["{f}: server.mode: kserve cannot run on profile microk8s: Istio, Knative Serving and KServe need about 6 CPUs "
-      "and 12Gi beyond Katib and are known never to become Ready on a single small MicroK8s node; use "
-      "server.mode=fastapi"], 2),
-    ("profile-unset", "microk8s", {"profile": ""},
-     ["{f}: profile: is unset; name the cluster this file is for: microk8s, k3s-gpu or a profile file"], 2),
-    ("profile-file-missing", "microk8s", {"profile": "profiles/lab.yaml"},
-     ["{f}: profile: profile 'profiles/lab.yaml' is neither a built-in profile (microk8s, k3s-gpu) nor a file "
-      "(looked for {d}/profiles/lab.yaml); write one with `katib-nas profile detect -o profiles/lab.yaml`"], 2),
-    ("more-parallel-trials-than-fit", "microk8s", {"experiment": {"parallelTrialCount": 8}},
-     ["{f}: warning: experiment.parallelTrialCount: 8 trials requested at once but profile microk8s runs only 5 (on "
-      "microk8s); the others wait Pending, set parallelTrialCount to 5"], 0),
+    (
+        "typo",
+        "microk8s",
+        {"experimnt": {"maxTrialCount": 3}},
+        ["{f}: experimnt: unknown key; remove it or fix its spelling"],
+        2,
+    ),
+    (
+        "wrong-type",
+        "microk8s",
+        {"experiment": {"maxTrialCount": "many"}},
+        ["{f}: experiment.maxTrialCount: Input should be a valid integer, unable to parse string as an integer"],
+        2,
+    ),
+    (
+        "min-not-below-max",
+        "microk8s",
+        params(space("lr", "double", min=0.1, max=0.01)),
+        ["{f}: experiment.parameters[0].feasibleSpace: min must be < max (min 0.1, max 0.01); swap or widen them"],
+        2,
+    ),
+    (
+        "step-zero",
+        "microk8s",
+        params(space("num-layers", "int", min=1, max=3, step=0)),
+        ["{f}: experiment.parameters[0].feasibleSpace.step: 0 must be a positive number"],
+        2,
+    ),
+    (
+        "step-wider-than-range",
+        "microk8s",
+        params(space("num-layers", "int", min=1, max=3, step=5)),
+        [
+            "{f}: experiment.parameters[0].feasibleSpace.step: 5 is larger than the range 1..3; use a step of at most "
+            "max - min"
+        ],
+        2,
+    ),
+    (
+        "empty-list",
+        "microk8s",
+        params(space("optimizer", "categorical", list=[])),
+        [
+            "{f}: experiment.parameters[0].feasibleSpace.list: is empty; parameterType categorical needs at least one "
+            "value"
+        ],
+        2,
+    ),
+    (
+        "duplicate-list-values",
+        "microk8s",
+        params(space("optimizer", "categorical", list=["adam", "adam"])),
+        ["{f}: experiment.parameters[0].feasibleSpace.list: has duplicate values ['adam']; list each value once"],
+        2,
+    ),
+    (
+        "duplicate-parameter",
+        "microk8s",
+        params(LR, LR),
+        ["{f}: experiment.parameters[1].name: 'lr' duplicates experiment.parameters[0]; rename or remove one"],
+        2,
+    ),
+    (
+        "list-on-double",
+        "microk8s",
+        params(space("lr", "double", min=0.001, max=0.01, list=["0.1"])),
+        [
+            "{f}: experiment.parameters[0].feasibleSpace.list: is not supported for parameterType double; use min and "
+            "max"
+        ],
+        2,
+    ),
+    (
+        "both-spaces",
+        "microk8s",
+        {"experiment": {"nasConfig": {"graphConfig": {"numLayers": 2}}}},
+        [
+            "{f}: experiment.nasConfig: is set together with experiment.parameters; Katib accepts only one, remove one of "
+            "them",
+            "{f}: experiment.algorithm.algorithmName: random cannot use experiment.nasConfig; use enas or darts",
+            "{f}: experiment.nasConfig: the katib-nas trainer builds architectures from parameters, not enas/darts "
+            "nasConfig; use your own trainer image (trial.image, command, args)",
+        ],
+        2,
+    ),
+    (
+        "grid-double-without-step",
+        "microk8s",
+        {"experiment": {"algorithm": {"algorithmName": "grid"}, "parameters": [LR]}},
+        [
+            "{f}: experiment.parameters[0].feasibleSpace.step: grid needs a step for double parameters; add "
+            "feasibleSpace.step"
+        ],
+        2,
+    ),
+    (
+        "grid-smaller-than-maxtrialcount",
+        "microk8s",
+        {"experiment": {"algorithm": {"algorithmName": "grid"}, "parameters": [LAYERS, OPT]}},
+        [
+            "{f}: experiment.maxTrialCount: 12 is more than the 6 points of the grid; Katib's grid service fails, set "
+            "maxTrialCount to 6 or less"
+        ],
+        2,
+    ),
+    (
+        "bayesian-double-min-zero",
+        "microk8s",
+        {"experiment": {"algorithm": {"algorithmName": "bayesianoptimization"}}},
+        [
+            "{f}: experiment.parameters[3].feasibleSpace.min: 0.0 must be > 0 for bayesianoptimization: Katib's skopt "
+            "service samples doubles log-uniformly in older releases and fails; use a small positive min such as 1e-6"
+        ],
+        2,
+    ),
+    (
+        "hyperband-without-settings",
+        "microk8s",
+        {"experiment": {"algorithm": {"algorithmName": "hyperband"}}},
+        [
+            "{f}: experiment.algorithm.algorithmSettings: hyperband needs settings r_l and resource_name (the parameter "
+            "that carries the budget, such as epochs)"
+        ],
+        2,
+    ),
+    (
+        "hyperband-parallelism",
+        "microk8s",
+        {
+            "experiment": {
+                "algorithm": {
+                    "algorithmName": "hyperband",
+                    "algorithmSettings": [{"name": "resource_name", "value": "epochs"}, {"name": "r_l", "value": "9"}],
+                },
+                "parameters": [LR, space("epochs", "int", min=1, max=9)],
+            }
+        },
+        [
+            "{f}: experiment.parallelTrialCount: hyperband with r_l=9 and eta=3 needs parallelTrialCount >= 9; raise it "
+            "or lower r_l"
+        ],
+        2,
+    ),
+    (
+        "pbt-without-settings",
+        "microk8s",
+        {
+            "experiment": {
+                "algorithm": {"algorithmName": "pbt", "algorithmSettings": [{"name": "n_population", "value": "3"}]}
+            }
+        },
+        ["{f}: experiment.algorithm.algorithmSettings: pbt needs settings suggestion_trial_dir, truncation_threshold"],
+        2,
+    ),
+    (
+        "cmaes-one-dimension",
+        "microk8s",
+        {"experiment": {"algorithm": {"algorithmName": "cmaes"}, "parameters": [LR, OPT]}},
+        ["{f}: experiment.parameters: cmaes needs at least two int or double parameters; add one or use tpe"],
+        2,
+    ),
+    (
+        "tpe-unknown-setting",
+        "microk8s",
+        {
+            "experiment": {
+                "algorithm": {"algorithmName": "tpe", "algorithmSettings": [{"name": "gamma", "value": "0.1"}]}
+            }
+        },
+        [
+            "{f}: experiment.algorithm.algorithmSettings[0].name: tpe has no setting 'gamma'; Katib's suggestion service "
+            "fails on it, use one of n_startup_trials, n_ei_candidates, random_state"
+        ],
+        2,
+    ),
+    (
+        "enas-without-nasconfig",
+        "microk8s",
+        {"experiment": {"algorithm": {"algorithmName": "enas"}}},
+        [
+            "{f}: experiment.nasConfig: enas needs a nasConfig (graphConfig and operations) instead of parameters; add "
+            "experiment.nasConfig or pick an HPO algorithm"
+        ],
+        2,
+    ),
+    (
+        "early-stopping-push-collector",
+        "microk8s",
+        {"experiment": {"metricsCollector": {"kind": "Push"}}},
+        [
+            "{f}: experiment.earlyStopping.enabled: early stopping needs a collector that reads metrics as they are "
+            "reported (StdOut, File or TfEvent), not Push; set metricsCollector.kind=StdOut or "
+            "earlyStopping.enabled=false"
+        ],
+        2,
+    ),
+    (
+        "medianstop-start-step-zero",
+        "microk8s",
+        {"experiment": {"earlyStopping": {"algorithmSettings": [{"name": "start_step", "value": "0"}]}}},
+        ["{f}: experiment.earlyStopping.algorithmSettings[0].value: start_step must be an integer >= 1, not '0'"],
+        2,
+    ),
+    (
+        "objective-not-printed",
+        "microk8s",
+        {"experiment": {"objective": {"objectiveMetricName": "val_acc"}}},
+        [
+            "{f}: experiment.objective.objectiveMetricName: the katib-nas trainer never prints 'val_acc', so Katib would "
+            "record no value; use one of epoch, accuracy, loss, train_accuracy, train_loss"
+        ],
+        2,
+    ),
+    (
+        "objective-in-additional",
+        "microk8s",
+        {"experiment": {"objective": {"additionalMetricNames": ["accuracy"]}}},
+        [
+            "{f}: experiment.objective.additionalMetricNames: contains the objective metric 'accuracy'; Katib rejects it, "
+            "remove it from the list"
+        ],
+        2,
+    ),
+    (
+        "parallel-above-max",
+        "microk8s",
+        {"experiment": {"parallelTrialCount": 5, "maxTrialCount": 4}},
+        ["{f}: experiment.parallelTrialCount: 5 is larger than maxTrialCount 4; Katib rejects it, set it to 4 or less"],
+        2,
+    ),
+    (
+        "failed-above-max",
+        "microk8s",
+        {"experiment": {"maxFailedTrialCount": 20}},
+        [
+            "{f}: experiment.maxFailedTrialCount: 20 is larger than maxTrialCount 12; Katib rejects it, set it to 12 or "
+            "less"
+        ],
+        2,
+    ),
+    (
+        "name-too-long-for-trials",
+        "microk8s",
+        {"experiment": {"name": "digits-mlp-search-" + "x" * 37}},
+        [
+            "{f}: experiment.name: Experiment name 'digits-mlp-search-" + "x" * 37 + "' has 55 characters; Katib names "
+            "trials <name>-<8 chars>, which must fit in 63, so use at most 54",
+            "{f}: experiment.name: Experiment name 'digits-mlp-search-"
+            + "x" * 37
+            + "' is too long for Katib's service "
+            "digits-mlp-search-" + "x" * 37 + "-medianstop (63 characters at most); use at most 52 characters",
+        ],
+        2,
+    ),
+    (
+        "file-collector-without-source",
+        "microk8s",
+        {"experiment": {"metricsCollector": {"kind": "File"}}},
+        [
+            "{f}: experiment.metricsCollector.source.fileSystemPath: the File collector needs an absolute file path with "
+            "kind File"
+        ],
+        2,
+    ),
+    (
+        "file-collector-read-only-path",
+        "microk8s",
+        {
+            "experiment": {
+                "metricsCollector": {
+                    "kind": "File",
+                    "source": {"fileSystemPath": {"path": "/var/log/m.log", "kind": "File", "format": "TEXT"}},
+                }
+            }
+        },
+        [
+            "{f}: experiment.metricsCollector.source.fileSystemPath.path: /var/log/m.log is on the read-only root "
+            "filesystem; put the metrics file under /tmp/"
+        ],
+        2,
+    ),
+    (
+        "unknown-trainer-flag",
+        "microk8s",
+        params(LR, space("momentum2", "double", min=0.1, max=0.9)),
+        [
+            "{f}: experiment.parameters[1].name: the katib-nas trainer has no flag --momentum2; use one of activation, "
+            "arch, batch-size, channels, conv-blocks, dropout, epochs, kernel-size, lr, momentum, num-layers, optimizer, "
+            "patience, pooling, units, weight-decay"
+        ],
+        2,
+    ),
+    (
+        "trainer-flag-out-of-range",
+        "microk8s",
+        params(space("dropout", "double", min=0.1, max=1.5)),
+        ["{f}: experiment.parameters[0].feasibleSpace: --dropout=1.5 is out of the trainer's range [0, 0.95]"],
+        2,
+    ),
+    (
+        "trainer-flag-bad-choice",
+        "microk8s",
+        params(space("optimizer", "categorical", list=["adam", "lbfgs"])),
+        [
+            "{f}: experiment.parameters[0].feasibleSpace: --optimizer=lbfgs is not accepted; choose from adam, adamw, sgd, "
+            "rmsprop"
+        ],
+        2,
+    ),
+    (
+        "trial-parameter-bad-reference",
+        "microk8s",
+        {
+            "trial": {
+                "args": ["--lr=${trialParameters.learningRate}"],
+                "trialParameters": [{"name": "learningRate", "reference": "learning_rate"}],
+            }
+        },
+        [
+            "{f}: trial.trialParameters[0].reference: 'learning_rate' is not an experiment parameter; use one of "
+            "['batch-size', 'dropout', 'lr', 'num-layers', 'optimizer', 'units']"
+        ],
+        2,
+    ),
+    (
+        "trial-parameter-unused",
+        "microk8s",
+        {
+            "trial": {
+                "args": ["--lr=${trialParameters.lr}"],
+                "trialParameters": [{"name": "lr", "reference": "lr"}, {"name": "units", "reference": "units"}],
+            }
+        },
+        [
+            "{f}: trial.trialParameters[1].name: ${{trialParameters.units}} is not used in trial.args; Katib rejects "
+            "unused trialParameters"
+        ],
+        2,
+    ),
+    (
+        "trial-fits-no-node",
+        "microk8s",
+        {
+            "trial": {
+                "resources": {"requests": {"cpu": "12", "memory": "8Gi"}, "limits": {"cpu": "12", "memory": "8Gi"}}
+            }
+        },
+        [
+            "{f}: trial.resources.requests: a trial asks for 12050m CPU and 8.01Gi plus Katib's metrics-collector sidecar, "
+            "but the largest node (microk8s) has 6500m CPU and 13Gi allocatable after system reserve; lower the "
+            "requests"
+        ],
+        2,
+    ),
+    (
+        "bad-quantity",
+        "microk8s",
+        {"trial": {"resources": {"requests": {"cpu": "one"}}}},
+        ["{f}: trial.resources.requests.cpu: 'one' is not a Kubernetes quantity (examples: 500m, 2, 1.5Gi, 512Mi)"],
+        2,
+    ),
+    (
+        "resources-missing",
+        "microk8s",
+        {"server": {"resources": None}},
+        [
+            "{f}: server.resources: requests.cpu, requests.memory, limits.cpu, limits.memory unset; profile microk8s needs "
+            "explicit requests and limits so the scheduler and this check know what a server pod takes, add them"
+        ],
+        2,
+    ),
+    (
+        "gpu-on-cpu-profile",
+        "microk8s",
+        {"trial": {"resources": {"requests": {"nvidia.com/gpu": 1}, "limits": {"nvidia.com/gpu": 1}}}},
+        [
+            "{f}: trial.resources.limits.nvidia.com/gpu: 1 GPU(s) requested but profile microk8s has no GPU nodes; "
+            "remove the GPU request"
+        ],
+        2,
+    ),
+    (
+        "more-gpus-than-a-node",
+        "k3s-gpu",
+        {"trial": {"resources": {"requests": {"nvidia.com/gpu": 2}, "limits": {"nvidia.com/gpu": 2}}}},
+        [
+            "{f}: trial.resources.limits.nvidia.com/gpu: 2 GPUs per pod but the largest node of profile k3s-gpu has 1 "
+            "(GPUs cannot be shared); request at most 1"
+        ],
+        2,
+    ),
+    (
+        "gpu-profile-without-gpu-request",
+        "k3s-gpu",
+        {"trial": {"resources": {"requests": {"nvidia.com/gpu": None}, "limits": {"nvidia.com/gpu": None}}}},
+        [
+            "{f}: trial.resources.limits.nvidia.com/gpu: profile k3s-gpu is a GPU cluster but trials request no GPU; add "
+            "limits.nvidia.com/gpu: 1"
+        ],
+        2,
+    ),
+    (
+        "gpu-without-limit",
+        "k3s-gpu",
+        {"trial": {"resources": {"limits": {"nvidia.com/gpu": None}}}},
+        [
+            "{f}: trial.resources.limits.nvidia.com/gpu: GPUs must be set in limits (and requests, if given, equal to "
+            "limits); set limits.nvidia.com/gpu: 1"
+        ],
+        2,
+    ),
+    (
+        "gpu-without-runtime-class",
+        "k3s-gpu",
+        {"trial": {"runtimeClassName": ""}},
+        [
+            "{f}: trial.runtimeClassName: GPU trials on profile k3s-gpu need runtimeClassName 'nvidia' or they cannot see "
+            "the GPU; set it"
+        ],
+        2,
+    ),
+    (
+        "multi-node-readwriteonce",
+        "k3s-gpu",
+        {"persistence": {"accessModes": ["ReadWriteOnce"]}},
+        [
+            "{f}: persistence.accessModes: trials and the other pods can land on 2 nodes of profile k3s-gpu "
+            "(gpu-worker-1, gpu-worker-2) but ReadWriteOnce lets only one node mount the model PVC, so pods elsewhere "
+            "stay Pending; use [ReadWriteMany] with an RWX storage class, or pin every pod to one node with nodeSelector"
+        ],
+        2,
+    ),
+    (
+        "rwx-without-rwx-storage",
+        "microk8s",
+        {"persistence": {"accessModes": ["ReadWriteMany"]}},
+        [
+            "{f}: persistence.accessModes: ReadWriteMany is not offered by the storage of profile microk8s "
+            "(ReadWriteOnce); use one of those"
+        ],
+        2,
+    ),
+    (
+        "kserve-on-one-small-node",
+        "microk8s",
+        {"server": {"mode": "kserve"}},
+        [
+            "{f}: server.mode: kserve cannot run on profile microk8s: Istio, Knative Serving and KServe need about 6 CPUs "
+            "and 12Gi beyond Katib and are known never to become Ready on a single small MicroK8s node; use "
+            "server.mode=fastapi"
+        ],
+        2,
+    ),
+    (
+        "profile-unset",
+        "microk8s",
+        {"profile": ""},
+        ["{f}: profile: is unset; name the cluster this file is for: microk8s, k3s-gpu or a profile file"],
+        2,
+    ),
+    (
+        "profile-file-missing",
+        "microk8s",
+        {"profile": "profiles/lab.yaml"},
+        [
+            "{f}: profile: profile 'profiles/lab.yaml' is neither a built-in profile (microk8s, k3s-gpu) nor a file "
+            "(looked for {d}/profiles/lab.yaml); write one with `katib-nas profile detect -o profiles/lab.yaml`"
+        ],
+        2,
+    ),
+    (
+        "more-parallel-trials-than-fit",
+        "microk8s",
+        {"experiment": {"parallelTrialCount": 8}},
+        [
+            "{f}: warning: experiment.parallelTrialCount: 8 trials requested at once but profile microk8s runs only 5 (on "
+            "microk8s); the others wait Pending, set parallelTrialCount to 5"
+        ],
+        0,
+    ),
 ]
 
 
@@ -221,8 +542,15 @@ def helm_spy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.mark.parametrize(("base", "override", "expected", "code"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_malformed_values(tmp_path: Path, capsys: pytest.CaptureFixture[str], helm_spy: Path, base: str,
-                          override: dict[str, Any], expected: list[str], code: int) -> None:
+def test_malformed_values(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    helm_spy: Path,
+    base: str,
+    override: dict[str, Any],
+    expected: list[str],
+    code: int,
+) -> None:
     work = tmp_path / "work"
     work.mkdir()
     path = work / "values.yaml"

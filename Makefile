@@ -1,0 +1,60 @@
+# katib-nas developer targets. `make test` is what CI runs (.ci/run); `make run` is the main job.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+export HELM_PLUGINS := $(CURDIR)/.tools/helm-plugins
+
+.PHONY: setup venv tools lint mypy pytest test run schema docs check bench all clean
+
+setup: venv tools
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --editable . --group dev
+	touch $@
+
+venv: $(VENV)/.installed
+
+tools:
+	bash ci/install-tools.sh
+
+lint: venv
+	ruff check generator tests bench
+	ruff format --check generator tests bench
+
+mypy: venv
+	mypy
+
+pytest: setup
+	$(PY) -m pytest
+
+# Lint, types, generated-file drift and the whole pytest suite (ct lint and helm-unittest included).
+test: setup lint mypy check pytest
+
+check: setup
+	katib-nas schema --check
+	helm-docs --chart-search-root charts --template-files README.md.gotmpl --dry-run | diff -q - charts/katib-nas/README.md >/dev/null \
+		|| { echo "charts/katib-nas/README.md is stale: run make docs" >&2; exit 1; }
+
+schema: venv
+	katib-nas schema
+
+docs: tools
+	helm-docs --chart-search-root charts --template-files README.md.gotmpl
+
+# The main job until the local runner lands: validate both shipped profiles and render the
+# MicroK8s release to out/ with the pinned helm, as `helm install` would create it.
+run: setup
+	katib-nas validate values/microk8s.yaml values/k3s-gpu.yaml
+	katib-nas render values/microk8s.yaml -o out/microk8s.yaml
+	katib-nas render values/k3s-gpu.yaml -o out/k3s-gpu.yaml
+
+bench: setup
+	$(PY) bench/bench_generator.py
+
+all: test bench
+
+clean:
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,108 @@
+"""The katib-nas command's contract: exit codes, one line per problem, nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from generator.cli import main
+from generator.schema import SCHEMA_PATH
+
+from .conftest import ROOT, by_kind, tool_env
+
+MICROK8S = ROOT / "values" / "microk8s.yaml"
+
+
+def test_schema_check_passes_on_the_committed_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema", "--check"]) == 0
+    assert capsys.readouterr().out == f"{SCHEMA_PATH}: up to date\n"
+
+
+def test_schema_check_exits_1_on_drift_and_schema_rewrites_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stale = tmp_path / "values.schema.json"
+    shutil.copy(SCHEMA_PATH, stale)
+    stale.write_text(stale.read_text().replace('"minimum": 1', '"minimum": 0', 1))
+    assert main(["schema", "--check", "--file", str(stale)]) == 1
+    assert "out of date with generator/models.py" in capsys.readouterr().err
+    assert main(["schema", "--file", str(stale)]) == 0
+    assert stale.read_text() == SCHEMA_PATH.read_text()
+
+
+def test_render_writes_the_profile_manifests(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HELM", tool_env()["HELM"])
+    out = tmp_path / "out" / "microk8s.yaml"
+    assert main(["render", str(MICROK8S), "--namespace", "ml", "-o", str(out)]) == 0
+    docs = list(yaml.safe_load_all(out.read_text()))
+    assert {d["kind"] for d in docs} >= {"Experiment", "PersistentVolumeClaim", "Pod", "Job", "Deployment"}
+    assert by_kind(docs, "Experiment")[0]["metadata"]["namespace"] == "ml"
+    assert capsys.readouterr().err == f"wrote {len(docs)} objects to {out}\n"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["microk8s.yaml"]
+
+
+def test_install_without_a_cluster_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HELM", tool_env()["HELM"])
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "dead",
+                "clusters": [{"name": "dead", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "u"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+            }
+        )
+    )
+    proc = subprocess.run(
+        ["katib-nas", "install", str(MICROK8S), "--dry-run", "--kubeconfig", str(kubeconfig)],
+        capture_output=True,
+        text=True,
+        env=tool_env(),
+    )
+    assert proc.returncode == 2
+    err = proc.stderr.splitlines()
+    assert err[0] == "dry-run of release nas into namespace default (profile microk8s)..."
+    assert len(err) == 2 and err[1].startswith("cannot reach the cluster (")
+    assert err[1].endswith("); check KUBECONFIG / kubectl config current-context")
+
+
+def test_profile_detect_without_a_kubeconfig(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    out = tmp_path / "profile.yaml"
+    assert main(["profile", "detect", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cannot load a kubeconfig (") and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_console_script_and_module_agree() -> None:
+    env = dict(os.environ, **{k: v for k, v in tool_env().items() if k in ("PATH", "HELM")})
+    script = subprocess.run(["katib-nas", "validate", str(MICROK8S)], capture_output=True, text=True, env=env)
+    module = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-m", "generator", "validate", str(MICROK8S)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert script.returncode == module.returncode == 0
+    assert script.stdout == module.stdout
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["validate"])
+    assert exc.value.code == 2

@@ -1,0 +1,140 @@
+"""`katib-nas import` on Katib Experiment shapes: the values file renders back, through real helm,
+to an Experiment Katib treats the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from generator.cli import main
+from generator.validate import validate_file
+
+from .conftest import ROOT, by_kind, helm_template
+
+EXAMPLES = ROOT / "tests" / "data" / "katib"
+SHAPES = ["hpo-random", "medianstop-tpe", "enas", "darts", "file-collector-pvc"]
+# Katib's defaulting webhook (and the Job defaults it uses for batch/v1 trials).
+KATIB_SUCCESS = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
+KATIB_FAILURE = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
+
+
+def _normal_space(parameters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for p in parameters:
+        fs = {k: ([str(x) for x in v] if k == "list" else str(v)) for k, v in p["feasibleSpace"].items()}
+        out.append({**p, "feasibleSpace": fs})
+    return out
+
+
+def katib_view(exp: dict[str, Any]) -> dict[str, Any]:
+    """What Katib acts on, with Katib's defaults filled in: equal views mean equivalent Experiments."""
+    spec = exp["spec"]
+    template = spec["trialTemplate"]
+    pod = template["trialSpec"]["spec"]["template"]["spec"]
+    (container,) = [c for c in pod["containers"] if c["name"] == template["primaryContainerName"]]
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in pod.get("volumes", [])
+        if "persistentVolumeClaim" in v
+    }
+    collector = spec.get("metricsCollectorSpec") or {}
+    return {
+        "name": exp["metadata"]["name"],
+        "objective": {"additionalMetricNames": [], **spec["objective"]},
+        "algorithm": {"algorithmSettings": [], **spec["algorithm"]},
+        "earlyStopping": spec.get("earlyStopping") and {"algorithmSettings": [], **spec["earlyStopping"]},
+        "parallelTrialCount": spec.get("parallelTrialCount", 3),
+        "maxTrialCount": spec["maxTrialCount"],
+        "maxFailedTrialCount": spec.get("maxFailedTrialCount", spec["maxTrialCount"]),
+        "resumePolicy": spec.get("resumePolicy", "Never"),
+        "collector": (collector.get("collector") or {"kind": "StdOut"}, collector.get("source")),
+        "parameters": _normal_space(spec.get("parameters") or []),
+        "nasConfig": spec.get("nasConfig"),
+        "trialParameters": template["trialParameters"],
+        "conditions": (
+            template.get("successCondition", KATIB_SUCCESS),
+            template.get("failureCondition", KATIB_FAILURE),
+        ),
+        "retain": template.get("retain", False),
+        "image": container["image"],
+        "pullPolicy": container.get("imagePullPolicy", "IfNotPresent"),
+        "argv": container["command"] + container.get("args", []),
+        "resources": container.get("resources"),
+        "env": [e for e in container.get("env", []) if e["name"] != "HOME"],
+        "pvcMounts": sorted(
+            (claims[m["name"]], m["mountPath"]) for m in container.get("volumeMounts", []) if m["name"] in claims
+        ),
+        "backoffLimit": template["trialSpec"]["spec"].get("backoffLimit"),
+        "scheduling": {k: pod.get(k) for k in ("nodeSelector", "tolerations", "affinity", "runtimeClassName")},
+    }
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_import_renders_back_to_an_equivalent_experiment(
+    shape: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = EXAMPLES / f"{shape}.yaml"
+    out = tmp_path / "values.yaml"
+    assert main(["import", str(source), "-o", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().err
+
+    # The Experiment itself passes every search check; only what the profile adds may be missing
+    # (requests and limits the original never set).
+    report = validate_file(out)
+    assert [p.path for p in report.errors] in ([], ["trial.resources"]), [str(p) for p in report.errors]
+    if shape == "medianstop-tpe":
+        assert report.problems == []
+
+    original = yaml.safe_load(source.read_text())
+    (rendered,) = by_kind(helm_template(out, release="imported"), "Experiment")
+    expected, actual = katib_view(original), katib_view(rendered)
+    if expected["backoffLimit"] is None:  # left to Kubernetes' default; the chart sets one
+        actual["backoffLimit"] = None
+    # The chart adds its model volume; every volume the original mounted is still there.
+    assert set(expected.pop("pvcMounts")) <= set(actual.pop("pvcMounts"))
+    assert actual == expected
+
+
+def test_import_keeps_the_pvc_as_an_existing_claim(tmp_path: Path) -> None:
+    out = tmp_path / "values.yaml"
+    assert main(["import", str(EXAMPLES / "file-collector-pvc.yaml"), "-o", str(out)]) == 0
+    values = yaml.safe_load(out.read_text())
+    assert values["persistence"] == {"existingClaim": "katib-model-pvc", "mountPath": "/mnt/models"}
+    docs = helm_template(out, release="imported")
+    assert not by_kind(docs, "PersistentVolumeClaim")
+    assert not by_kind(docs, "Deployment") and not by_kind(docs, "Job")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            (EXAMPLES / "tfjob.yaml").read_text(),
+            "spec.trialTemplate.trialSpec: only batch/v1 Job trials can be imported, not kubeflow.org/v1/TFJob; "
+            "convert the trial to a Job first",
+        ),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "expected one kind: Experiment document, found 0"),
+        (
+            (EXAMPLES / "hpo-random.yaml").read_text().replace("  maxTrialCount: 12\n", ""),
+            "spec.maxTrialCount is unset, which makes an endless search; set it",
+        ),
+        (
+            (EXAMPLES / "hpo-random.yaml").read_text().replace("                command:\n", "                args:\n"),
+            "spec.trialTemplate.trialSpec: container 'training-container' has no command; Katib's StdOut collector "
+            "replaces the entrypoint with `sh -c`, so set command explicitly",
+        ),
+    ],
+    ids=["tfjob", "not-an-experiment", "no-max-trials", "no-command"],
+)
+def test_import_refuses_what_it_cannot_carry_over(
+    text: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "experiment.yaml"
+    source.write_text(text)
+    out = tmp_path / "values.yaml"
+    assert main(["import", str(source), "-o", str(out)]) == 2
+    assert capsys.readouterr().err == f"{source}: {message}\n"
+    assert not out.exists()
