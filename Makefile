@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export HELM_PLUGINS := $(CURDIR)/.tools/helm-plugins
 
-.PHONY: setup venv tools lint mypy pytest test run schema docs check bench all clean
+.PHONY: setup venv tools lint mypy pytest test run schema docs check ct-lint bench all clean
 
 setup: venv tools
 
@@ -21,8 +21,8 @@ tools:
 	bash ci/install-tools.sh
 
 lint: venv
-	ruff check generator tests bench
-	ruff format --check generator tests bench
+	ruff check generator tests bench ci
+	ruff format --check generator tests bench ci
 
 mypy: venv
 	mypy
@@ -37,12 +37,18 @@ check: setup
 	katib-nas schema --check
 	helm-docs --chart-search-root charts --template-files README.md.gotmpl --dry-run | diff -q - charts/katib-nas/README.md >/dev/null \
 		|| { echo "charts/katib-nas/README.md is stale: run make docs" >&2; exit 1; }
+	$(PY) ci/readme_values.py --check
 
 schema: venv
 	katib-nas schema
 
 docs: tools
 	helm-docs --chart-search-root charts --template-files README.md.gotmpl
+	$(PY) ci/readme_values.py
+
+# chart-testing on its own (it also runs inside `make pytest`, with helm-unittest).
+ct-lint: setup
+	ct lint --config ci/ct.yaml --charts charts/katib-nas
 
 # The main job until the local runner lands: validate both shipped profiles and render the
 # MicroK8s release to out/ with the pinned helm, as `helm install` would create it.

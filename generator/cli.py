@@ -25,6 +25,15 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def _emit(text: str, output: Path | None, what: str) -> None:
+    """Write to OUTPUT atomically (saying so on stderr), or to stdout."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    _atomic_write(output, text)
+    print(f"wrote {what} to {output}", file=sys.stderr)
+
+
 def _checked(path: Path, release: str) -> Report:
     """Validate or raise: warnings go to stderr, errors become a ValuesError."""
     report = validate_file(path, release)
@@ -71,12 +80,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         kube_version=f"{report.profile.kubernetesVersion}.0",
         api_versions=_api_versions(report),
     )
-    text = yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True)
-    if args.output:
-        _atomic_write(args.output, text)
-        print(f"wrote {len(docs)} objects to {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    _emit(yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True), args.output, f"{len(docs)} objects")
     return 0
 
 
@@ -115,12 +119,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     values = import_experiment(args.experiment, profile=args.profile)
-    text = dump_values(values, str(args.experiment))
+    _emit(dump_values(values, str(args.experiment)), args.output, "the values")
     if not args.output:
-        sys.stdout.write(text)
         return 0
-    _atomic_write(args.output, text)
-    print(f"wrote {args.output}", file=sys.stderr)
     report = validate_file(args.output)
     if report.problems:
         print(f"fix these before `katib-nas install {args.output}`:", file=sys.stderr)
@@ -133,12 +134,7 @@ def cmd_profile_detect(args: argparse.Namespace) -> int:
     from .detect import detect
 
     profile = detect(args.name, kubeconfig=args.kubeconfig, context=args.kube_context)
-    text = dump_profile(profile)
-    if args.output:
-        _atomic_write(args.output, text)
-        print(f"wrote profile {profile.name} to {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    _emit(dump_profile(profile), args.output, f"profile {profile.name}")
     return 0
 
 

@@ -5,22 +5,10 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-_SUFFIX = {
-    "": Fraction(1),
-    "m": Fraction(1, 1000),
-    "k": Fraction(10**3),
-    "M": Fraction(10**6),
-    "G": Fraction(10**9),
-    "T": Fraction(10**12),
-    "P": Fraction(10**15),
-    "E": Fraction(10**18),
-    "Ki": Fraction(2**10),
-    "Mi": Fraction(2**20),
-    "Gi": Fraction(2**30),
-    "Ti": Fraction(2**40),
-    "Pi": Fraction(2**50),
-    "Ei": Fraction(2**60),
-}
+# Decimal suffixes are powers of 1000, binary ones powers of 1024 (Kubernetes resource.Quantity).
+_SUFFIX = {"": Fraction(1), "m": Fraction(1, 1000)}
+_SUFFIX |= {s: Fraction(1000) ** (i + 1) for i, s in enumerate("kMGTPE")}
+_SUFFIX |= {f"{s}i": Fraction(1024) ** (i + 1) for i, s in enumerate("KMGTPE")}
 _QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:[eE]([+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?)$")
 
 

@@ -3,6 +3,8 @@ yamllint, Chart.yaml schema, and helm-unittest as an additional command) and hel
 
 from __future__ import annotations
 
+import sys
+
 from .conftest import CHART, ROOT, run, tool
 
 
@@ -29,3 +31,9 @@ def test_values_reference_in_readme_is_generated() -> None:
     assert proc.stdout.strip() == (CHART / "README.md").read_text().strip(), (
         "charts/katib-nas/README.md is stale: run `make docs`"
     )
+
+
+def test_values_reference_in_the_top_level_readme_is_current() -> None:
+    proc = run([sys.executable, str(ROOT / "ci" / "readme_values.py"), "--check"], check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "| experiment.parallelTrialCount | int | `2` |" in (ROOT / "README.md").read_text()

@@ -79,7 +79,7 @@ def test_import_renders_back_to_an_equivalent_experiment(
     source = EXAMPLES / f"{shape}.yaml"
     out = tmp_path / "values.yaml"
     assert main(["import", str(source), "-o", str(out)]) == 0
-    assert f"wrote {out}" in capsys.readouterr().err
+    assert f"wrote the values to {out}" in capsys.readouterr().err
 
     # The Experiment itself passes every search check; only what the profile adds may be missing
     # (requests and limits the original never set).
