@@ -59,6 +59,7 @@ run: setup
 
 bench: setup
 	$(PY) bench/bench_generator.py
+	$(PY) -W ignore bench/bench_trainer.py
 
 all: test bench
 

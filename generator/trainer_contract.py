@@ -41,4 +41,5 @@ TRAINER_FLAGS: dict[str, Flag] = {
     "kernel-size": Flag("choice", choices=("3", "5", "7")),
     "pooling": Flag("choice", choices=("max", "avg", "none")),
     "patience": Flag("int", 1, 10000),
+    "augment": Flag("choice", choices=("none", "shift")),
 }

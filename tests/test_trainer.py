@@ -1,0 +1,286 @@
+"""The trial program, run as Katib runs it: a real process training on scikit-learn's digits."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from generator.trainer_contract import TRAINER_FLAGS, TRAINER_METRICS
+from katib_nas_trainer.data import load_digits
+from katib_nas_trainer.flags import METRICS, SEARCH_FLAGS
+from katib_nas_trainer.model import build_model
+
+# Katib's default StdOut filter (pkg/metricscollector/v1beta1/common/const.go, DefaultFilter).
+KATIB_FILTER = re.compile(r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)")
+PROG = [sys.executable, "-m", "katib_nas_trainer"]
+FAST = ["--units=64", "--num-layers=1", "--batch-size=64", "--patience=50"]
+
+
+def trainer(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.run(PROG + args, capture_output=True, text=True, env=env, timeout=300, **kwargs)
+
+
+def katib_metrics(stdout: str) -> list[dict[str, float]]:
+    """Parse stdout the way Katib's StdOut collector does: every name=value pair on every line."""
+    return [{m[0]: float(m[1]) for m in KATIB_FILTER.findall(line)} for line in stdout.splitlines() if "=" in line]
+
+
+def test_flags_and_metrics_match_the_generator_contract() -> None:
+    assert set(SEARCH_FLAGS) == set(TRAINER_FLAGS)
+    for name, spec in SEARCH_FLAGS.items():
+        contract = TRAINER_FLAGS[name]
+        assert (spec.kind, spec.low, spec.high, spec.low_open, spec.choices) == (
+            contract.kind,
+            contract.low,
+            contract.high,
+            contract.low_open,
+            contract.choices,
+        ), name
+    assert METRICS == TRAINER_METRICS
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    root = tmp_path_factory.mktemp("models")
+    proc = trainer(
+        [
+            "--output-dir",
+            str(root),
+            "--experiment",
+            "exp",
+            "--trial-name",
+            "exp-abc123",
+            "--epochs=8",
+            "--metrics-file",
+            str(root / "metrics.log"),
+            *FAST,
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc, root / "exp" / "exp-abc123"
+
+
+def test_metrics_parse_with_katibs_stdout_filter_and_accuracy_rises(
+    trained: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    proc, _ = trained
+    lines = katib_metrics(proc.stdout)
+    assert [line["epoch"] for line in lines] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert all(set(line) == set(TRAINER_METRICS) for line in lines)
+    assert max(line["accuracy"] for line in lines[4:]) > lines[0]["accuracy"] + 0.1
+    assert max(line["accuracy"] for line in lines) > 0.9
+
+
+def test_metrics_file_holds_the_same_lines(trained: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    proc, record = trained
+    assert (record.parent.parent / "metrics.log").read_text() == proc.stdout
+
+
+def test_record_is_complete(trained: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    _, record = trained
+    assert sorted(p.name for p in record.iterdir()) == [
+        "COMPLETE",
+        "checkpoint.pt",
+        "curve.json",
+        "metrics.json",
+        "model.onnx",
+        "params.json",
+        "status.json",
+        "weights.pt",
+    ]
+    status = json.loads((record / "status.json").read_text())
+    metrics = json.loads((record / "metrics.json").read_text())
+    curve = json.loads((record / "curve.json").read_text())
+    params = json.loads((record / "params.json").read_text())
+    assert status == {"state": "completed", "epoch": 8}
+    assert len(curve) == 8 and metrics["ended"] == "completed"
+    assert metrics["accuracy"] == max(p["accuracy"] for p in curve)
+    assert params["params"]["units"] == 64 and params["dataset"] == "digits"
+    assert metrics["input_shape"] == [-1, 1, 8, 8] and metrics["classes"] == 10
+
+
+def test_onnx_model_agrees_with_pytorch(trained: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    _, record = trained
+    params = json.loads((record / "params.json").read_text())["params"]
+    data = load_digits()
+    model = build_model(params, data.shape, data.classes, data.x_train)
+    model.load_state_dict(torch.load(record / "weights.pt"))
+    model.eval()
+    with torch.no_grad():
+        expected = model(data.x_test).numpy()
+    session = ort.InferenceSession(str(record / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": data.x_test.numpy()})[0]
+    assert np.abs(got - expected).max() < 1e-4
+    assert (got.argmax(1) == expected.argmax(1)).all()
+    accuracy = float((got.argmax(1) == data.y_test.numpy()).mean())
+    assert accuracy == pytest.approx(json.loads((record / "metrics.json").read_text())["test_accuracy"])
+
+
+def test_rerun_of_a_complete_trial_reports_and_exits(trained: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    proc, record = trained
+    again = trainer(
+        [
+            "--output-dir",
+            str(record.parent.parent),
+            "--experiment",
+            "exp",
+            "--trial-name",
+            "exp-abc123",
+            "--epochs=8",
+            *FAST,
+        ]
+    )
+    assert again.returncode == 0
+    assert "already complete" in again.stderr
+    assert katib_metrics(again.stdout)[-1]["accuracy"] == max(m["accuracy"] for m in katib_metrics(proc.stdout))
+
+
+def test_same_seed_same_curve(tmp_path: Path) -> None:
+    runs = [trainer(["--output-dir", str(tmp_path / str(i)), "--epochs=3", "--seed=7", *FAST]) for i in range(2)]
+    assert runs[0].returncode == runs[1].returncode == 0
+    assert runs[0].stdout == runs[1].stdout
+
+
+@pytest.fixture
+def big_npz(tmp_path: Path) -> Path:
+    """A data set large enough that an epoch takes a moment, so a signal lands mid-epoch."""
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(10, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 20000)
+    x = centers[y] + rng.normal(scale=2.0, size=(20000, 784)).astype(np.float32)
+    path = tmp_path / "big.npz"
+    np.savez(path, x=x, y=y)
+    return path
+
+
+def _run_until_epoch(args: list[str], epoch: int) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.Popen(PROG + args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(f"epoch={epoch} "):
+            return proc
+    with proc:
+        raise AssertionError(f"trainer ended before epoch {epoch} with {proc.wait()}")
+
+
+def test_sigterm_mid_epoch_leaves_no_complete_record_and_resume_continues(tmp_path: Path, big_npz: Path) -> None:
+    args = [
+        "--dataset",
+        str(big_npz),
+        "--output-dir",
+        str(tmp_path),
+        "--trial-name",
+        "t",
+        "--epochs=6",
+        "--units=256",
+        "--batch-size=64",
+        "--patience=50",
+    ]
+    with _run_until_epoch(args, 1) as proc:
+        time.sleep(0.2)  # inside epoch 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    record = tmp_path / "default" / "t"
+    status = json.loads((record / "status.json").read_text())
+    assert status["state"] == "terminated" and status["signal"] == "SIGTERM"
+    assert not (record / "COMPLETE").exists() and not (record / "model.onnx").exists()
+    done = status["epoch"]
+    assert done >= 1 and len(json.loads((record / "curve.json").read_text())) == done
+
+    resumed = trainer(args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {record} after epoch {done}" in resumed.stderr
+    epochs = [m["epoch"] for m in katib_metrics(resumed.stdout)]
+    assert epochs == list(range(done + 1, 7))
+    assert (record / "COMPLETE").exists()
+    assert len(json.loads((record / "curve.json").read_text())) == 6
+
+
+def test_sigkill_never_leaves_a_complete_looking_record(tmp_path: Path, big_npz: Path) -> None:
+    args = [
+        "--dataset",
+        str(big_npz),
+        "--output-dir",
+        str(tmp_path),
+        "--trial-name",
+        "t",
+        "--epochs=6",
+        "--units=256",
+        "--batch-size=64",
+    ]
+    with _run_until_epoch(args, 2) as proc:
+        proc.kill()
+        proc.wait(timeout=30)
+    record = tmp_path / "default" / "t"
+    assert not (record / "COMPLETE").exists() and not (record / "model.onnx").exists()
+    for name in ("status.json", "curve.json", "params.json"):
+        json.loads((record / name).read_text())  # each file is whole: written by rename
+    assert torch.load(record / "checkpoint.pt", weights_only=False)["epoch"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--dropout=1.5"],
+            "katib-nas-trainer: argument --dropout: --dropout=1.5 is out of range [0, 0.95] (see --help)",
+        ),
+        (
+            ["--optimizer=lbfgs"],
+            "katib-nas-trainer: argument --optimizer: --optimizer=lbfgs is not one of adam, adamw, sgd, rmsprop "
+            "(see --help)",
+        ),
+        (["--units=12.5"], "katib-nas-trainer: argument --units: --units=12.5 is not an integer (see --help)"),
+        (["--momentun=0.9"], "katib-nas-trainer: unrecognized arguments: --momentun=0.9 (see --help)"),
+        (
+            ["--dataset=missing.npz", "--output-dir=/nonexistent"],
+            "katib-nas-trainer: data file /nonexistent/missing.npz not found; put an .npz with arrays x and y on "
+            "the PVC",
+        ),
+    ],
+    ids=["out-of-range", "bad-choice", "not-integer", "unknown-flag", "missing-file"],
+)
+def test_bad_flags_and_missing_data_are_one_line_exit_2(args: list[str], message: str) -> None:
+    proc = trainer(args)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [message]
+    assert proc.stdout == ""
+
+
+def test_mnist_without_network_is_one_clear_line(tmp_path: Path) -> None:
+    # A dead proxy makes the download fail at once, offline or not: the test never fetches data.
+    env_proxy = {"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}
+    proc = subprocess.run(
+        PROG + ["--dataset=mnist", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONWARNINGS="ignore", **env_proxy),
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("katib-nas-trainer: cannot download https://ossci-datasets.s3.amazonaws.com/mnist/")
+    assert line.endswith(f"with no network, copy the file into {tmp_path}/mnist or use --dataset digits")
+    assert list((tmp_path / "mnist").iterdir()) == []
+
+
+def test_dry_run_writes_nothing(tmp_path: Path) -> None:
+    proc = trainer(["--dry-run", "--arch=cnn", "--output-dir", str(tmp_path)])
+    assert proc.returncode == 0, proc.stderr
+    assert len(katib_metrics(proc.stdout)) == 1
+    assert "dry-run ok on cpu" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
