@@ -284,3 +284,28 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     assert len(katib_metrics(proc.stdout)) == 1
     assert "dry-run ok on cpu" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("values", ["microk8s", "k3s-gpu"])
+def test_the_chart_trial_command_is_what_the_trainer_accepts(values: str) -> None:
+    """Render the profile's trial Job, fill in each parameter as Katib would (its lowest value),
+    and parse the container's arguments with the trainer's own parser."""
+    from katib_nas_trainer.cli import build_parser
+
+    from .conftest import ROOT, by_kind, helm_template
+
+    (experiment,) = by_kind(helm_template(ROOT / "values" / f"{values}.yaml"), "Experiment")
+    spec = experiment["spec"]
+    lowest = {p["name"]: p["feasibleSpace"].get("min") or p["feasibleSpace"]["list"][0] for p in spec["parameters"]}
+    assignments = {
+        tp["name"]: lowest.get(tp["reference"], "nas-katib-nas-x7k2p9qz")
+        for tp in spec["trialTemplate"]["trialParameters"]
+    }
+    container = spec["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "katib_nas_trainer"]
+    args = [
+        re.sub(r"\$\{trialParameters\.(.+?)\}", lambda m: str(assignments[m.group(1)]), a) for a in container["args"]
+    ]
+    parsed = build_parser().parse_args(args)
+    assert parsed.trial_name == "nas-katib-nas-x7k2p9qz" and parsed.output_dir == Path("/models")
+    assert parsed.lr == float(lowest["lr"])

@@ -331,7 +331,7 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
         params(LR, space("momentum2", "double", min=0.1, max=0.9)),
         [
             "{f}: experiment.parameters[1].name: the katib-nas trainer has no flag --momentum2; use one of activation, "
-            "arch, batch-size, channels, conv-blocks, dropout, epochs, kernel-size, lr, momentum, num-layers, optimizer, "
+            "arch, augment, batch-size, channels, conv-blocks, dropout, epochs, kernel-size, lr, momentum, num-layers, optimizer, "
             "patience, pooling, units, weight-decay"
         ],
         2,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import signal
 import sys
@@ -73,7 +74,7 @@ def _autocast(device: torch.device) -> Any:
     # Mixed precision where it pays: bf16 on CUDA needs no loss scaling. Plain float32 on CPU.
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+    return contextlib.nullcontext()
 
 
 @torch.no_grad()
