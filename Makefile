@@ -50,12 +50,16 @@ docs: tools
 ct-lint: setup
 	ct lint --config ci/ct.yaml --charts charts/katib-nas
 
-# The main job until the local runner lands: validate both shipped profiles and render the
-# MicroK8s release to out/ with the pinned helm, as `helm install` would create it.
+# The main job until the local runner lands: validate both shipped profiles, render their
+# releases to out/ with the pinned helm, and run one trial of the trainer on digits (offline),
+# leaving its trial record and ONNX model under out/models/demo/.
 run: setup
 	katib-nas validate values/microk8s.yaml values/k3s-gpu.yaml
 	katib-nas render values/microk8s.yaml -o out/microk8s.yaml
 	katib-nas render values/k3s-gpu.yaml -o out/k3s-gpu.yaml
+	$(PY) -W ignore -m katib_nas_trainer --dataset digits --output-dir out/models --experiment demo \
+		--trial-name demo-mlp --epochs 30 --patience 30 --units 256 --lr 0.002
+	@echo "trial record: out/models/demo/demo-mlp (model.onnx, metrics.json, curve.json)"
 
 bench: setup
 	$(PY) bench/bench_generator.py

@@ -309,3 +309,38 @@ def test_the_chart_trial_command_is_what_the_trainer_accepts(values: str) -> Non
     parsed = build_parser().parse_args(args)
     assert parsed.trial_name == "nas-katib-nas-x7k2p9qz" and parsed.output_dir == Path("/models")
     assert parsed.lr == float(lowest["lr"])
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    import gzip
+
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_mnist_files_already_in_the_data_dir_are_used_without_a_download(tmp_path: Path) -> None:
+    """The IDX files a cluster downloads once, read back (here written locally: no network)."""
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 600), ("t10k", 100)):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 40, (n, 28, 28))
+        for row in range(2):  # class k lights up rows 2k and 2k+1
+            images[np.arange(n), 2 * labels + row, :] = 255
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    env_proxy = {"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"}
+    proc = subprocess.run(
+        PROG
+        + ["--dataset=mnist", "--data-dir", str(tmp_path), "--output-dir", str(tmp_path / "m"), "--epochs=2", *FAST],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONWARNINGS="ignore", **env_proxy),
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(next((tmp_path / "m").glob("default/*/metrics.json")).read_text())
+    assert metrics["input_shape"] == [-1, 1, 28, 28] and metrics["classes"] == 10
+    assert metrics["test_accuracy"] > 0.5
