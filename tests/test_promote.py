@@ -1,0 +1,159 @@
+"""Best-model promotion: which trial wins, and a pointer that never names a half-written model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubeflow_katib_api.models.v1beta1_experiment import V1beta1Experiment
+
+from katib_nas_server.best import Best, best_from_experiment, best_from_records, experiment_finished, publish
+from katib_nas_server.promote import RecordsSource, run
+
+
+def record(root: Path, trial: str, metrics: dict[str, Any] | None, complete: bool = True, model: bool = True) -> None:
+    path = root / trial
+    path.mkdir(parents=True)
+    if metrics is not None:
+        (path / "metrics.json").write_text(json.dumps(metrics))
+    if model:
+        (path / "model.onnx").write_bytes(b"onnx")
+    if complete:
+        (path / "COMPLETE").write_bytes(b"")
+
+
+@pytest.fixture
+def trials(tmp_path: Path) -> Path:
+    exp = tmp_path / "exp"
+    record(exp, "exp-a", {"accuracy": 0.95, "loss": 0.2, "ended": "completed"})
+    record(exp, "exp-b", {"accuracy": 0.97, "loss": 0.12, "ended": "early_stopped"})
+    record(exp, "exp-c", {"accuracy": 0.97, "loss": 0.10, "ended": "completed"})  # ties with b
+    record(exp, "exp-d", {"accuracy": 0.99}, complete=False)  # still running / interrupted
+    record(exp, "exp-e", None, complete=False, model=False)  # failed before any epoch
+    record(exp, "exp-f", {"accuracy": 0.999}, complete=True, model=False)  # no model: not servable
+    (exp / "stray-file").write_text("x")
+    return exp
+
+
+def test_records_pick_the_best_complete_trial_and_break_ties_by_name(trials: Path) -> None:
+    assert best_from_records(trials) == Best("exp-b", "accuracy", 0.97, "records")
+    assert best_from_records(trials, "loss", "minimize") == Best("exp-c", "loss", 0.10, "records")
+    assert best_from_records(trials.parent / "missing") is None
+
+
+def katib_experiment(best_trial: str | None, finished: bool, goal: str = "maximize") -> dict[str, Any]:
+    experiment: dict[str, Any] = {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Experiment",
+        "metadata": {"name": "exp", "namespace": "ml"},
+        "spec": {
+            "objective": {"type": goal, "objectiveMetricName": "accuracy", "additionalMetricNames": ["loss"]},
+            "maxTrialCount": 6,
+        },
+        "status": {
+            "conditions": [
+                {"type": "Created", "status": "True"},
+                {"type": "Running", "status": "False" if finished else "True"},
+            ]
+            + ([{"type": "Succeeded", "status": "True"}] if finished else []),
+            "trials": 6,
+            "trialsSucceeded": 4,
+        },
+    }
+    if best_trial:
+        experiment["status"]["currentOptimalTrial"] = {
+            "bestTrialName": best_trial,
+            "parameterAssignments": [{"name": "lr", "value": "0.003"}],
+            "observation": {
+                "metrics": [
+                    {"name": "accuracy", "min": "0.41", "max": "0.98", "latest": "0.97"},
+                    {"name": "loss", "min": "0.1", "max": "1.9", "latest": "0.11"},
+                ]
+            },
+        }
+    # Shaped like Katib's own objects: its API models take it without losing a field.
+    assert V1beta1Experiment.from_dict(experiment).to_dict() == experiment
+    return experiment
+
+
+def test_katib_status_is_used_once_the_record_is_complete(trials: Path) -> None:
+    assert best_from_experiment(katib_experiment("exp-a", False), trials) == Best("exp-a", "accuracy", 0.98, "katib")
+    assert best_from_experiment(katib_experiment("exp-d", False), trials) is None  # record not complete yet
+    assert best_from_experiment(katib_experiment(None, False), trials) is None
+    assert best_from_experiment(katib_experiment("exp-a", False, goal="minimize"), trials) is not None
+    assert not experiment_finished(katib_experiment("exp-a", False))
+    assert experiment_finished(katib_experiment("exp-a", True))
+
+
+def test_publish_is_atomic_idempotent_and_refuses_incomplete_records(trials: Path) -> None:
+    assert publish(trials, Best("exp-b", "accuracy", 0.97, "records"))
+    pointer = json.loads((trials / "best.json").read_text())
+    assert pointer["trial"] == "exp-b" and pointer["model"] == "exp-b/model.onnx"
+    assert not publish(trials, Best("exp-b", "accuracy", 0.97, "records"))
+    with pytest.raises(ValueError, match="exp-d: its record is not complete"):
+        publish(trials, Best("exp-d", "accuracy", 0.99, "katib"))
+    assert json.loads((trials / "best.json").read_text())["trial"] == "exp-b"
+    assert sorted(p.name for p in trials.iterdir() if p.name.startswith(".")) == []
+
+
+def test_watch_moves_the_pointer_when_a_better_trial_completes(tmp_path: Path) -> None:
+    exp = tmp_path / "exp"
+    record(exp, "exp-a", {"accuracy": 0.90})
+    source = RecordsSource(exp, "accuracy", "maximize")
+    steps: list[str] = []
+
+    def sleep(_: float) -> None:  # between polls, the search goes on
+        steps.append(json.loads((exp / "best.json").read_text())["trial"])
+        if len(steps) == 1:
+            record(exp, "exp-b", {"accuracy": 0.93}, complete=False)  # better, but not complete yet
+        elif len(steps) == 2:
+            (exp / "exp-b" / "COMPLETE").write_bytes(b"")
+        elif len(steps) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(source, exp, "watch", interval=0, timeout=0, sleep=sleep, log=lambda _: None)
+    assert steps == ["exp-a", "exp-a", "exp-b"]
+
+
+def test_first_waits_for_a_complete_trial_and_gives_up_on_timeout(tmp_path: Path) -> None:
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    lines: list[str] = []
+    assert (
+        run(RecordsSource(exp, "accuracy", "maximize"), exp, "first", interval=0.01, timeout=0.05, log=lines.append)
+        == 1
+    )
+    assert lines[0] == f"waiting for a complete trial in {exp}"
+    assert lines[-1] == "gave up after 0.05s without a best model"
+    record(exp, "exp-a", {"accuracy": 0.9})
+    assert (
+        run(RecordsSource(exp, "accuracy", "maximize"), exp, "first", interval=0.01, timeout=1, log=lines.append) == 0
+    )
+
+
+def test_promote_command_on_records(trials: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "katib_nas_server",
+            "promote",
+            "--first",
+            "--source",
+            "records",
+            "--experiment",
+            trials.name,
+            "--model-root",
+            str(trials.parent),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "best model: exp-b (accuracy=0.97, from records)\n"
