@@ -157,3 +157,25 @@ def test_promote_command_on_records(trials: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "best model: exp-b (accuracy=0.97, from records)\n"
+
+
+def test_the_charts_promotion_commands_are_what_the_server_image_accepts() -> None:
+    import argparse
+
+    from katib_nas_server import promote
+
+    from .conftest import ROOT, by_kind, helm_template
+
+    docs = helm_template(ROOT / "values" / "microk8s.yaml")
+    commands = [by_kind(docs, "Pod")[0]["spec"]["containers"][0]["command"]]
+    commands += [d["spec"]["template"]["spec"]["initContainers"][0]["command"] for d in by_kind(docs, "Job")]
+    commands += [d["spec"]["template"]["spec"]["initContainers"][0]["command"] for d in by_kind(docs, "Deployment")]
+    parser = argparse.ArgumentParser()
+    promote.add_arguments(parser)
+    modes = []
+    for command in commands:
+        assert command[:4] == ["python", "-m", "katib_nas_server", "promote"]
+        args = parser.parse_args(command[4:])
+        assert (args.experiment, args.namespace, args.model_root) == ("nas-katib-nas", "ml", Path("/models"))
+        modes.append(args.mode)
+    assert modes == ["watch", "final", "first"]
