@@ -344,3 +344,27 @@ def test_mnist_files_already_in_the_data_dir_are_used_without_a_download(tmp_pat
     metrics = json.loads(next((tmp_path / "m").glob("default/*/metrics.json")).read_text())
     assert metrics["input_shape"] == [-1, 1, 28, 28] and metrics["classes"] == 10
     assert metrics["test_accuracy"] > 0.5
+
+
+def test_patience_stops_the_trial_early_and_the_record_says_so(tmp_path: Path) -> None:
+    proc = trainer(
+        [
+            "--output-dir",
+            str(tmp_path),
+            "--trial-name",
+            "t",
+            "--epochs=40",
+            "--patience=2",
+            "--min-delta=0.05",
+            "--units=64",
+            "--num-layers=1",
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = tmp_path / "default" / "t"
+    metrics = json.loads((record / "metrics.json").read_text())
+    epochs = [m["epoch"] for m in katib_metrics(proc.stdout)]
+    assert metrics["ended"] == "early_stopped" and epochs[-1] < 40
+    assert metrics["epochs_run"] == epochs[-1] == metrics["best_epoch"] + 2
+    assert json.loads((record / "status.json").read_text())["state"] == "early_stopped"
+    assert (record / "COMPLETE").exists()
