@@ -166,6 +166,22 @@ def big_npz(tmp_path: Path) -> Path:
     return path
 
 
+def _slow_trial(data: Path, output: Path) -> list[str]:
+    """Arguments of a six-epoch trial on `data` whose epochs take long enough to interrupt."""
+    return [
+        "--dataset",
+        str(data),
+        "--output-dir",
+        str(output),
+        "--trial-name",
+        "t",
+        "--epochs=6",
+        "--units=256",
+        "--batch-size=64",
+        "--patience=50",
+    ]
+
+
 def _run_until_epoch(args: list[str], epoch: int) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     proc = subprocess.Popen(PROG + args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
@@ -178,18 +194,7 @@ def _run_until_epoch(args: list[str], epoch: int) -> subprocess.Popen[str]:
 
 
 def test_sigterm_mid_epoch_leaves_no_complete_record_and_resume_continues(tmp_path: Path, big_npz: Path) -> None:
-    args = [
-        "--dataset",
-        str(big_npz),
-        "--output-dir",
-        str(tmp_path),
-        "--trial-name",
-        "t",
-        "--epochs=6",
-        "--units=256",
-        "--batch-size=64",
-        "--patience=50",
-    ]
+    args = _slow_trial(big_npz, tmp_path)
     with _run_until_epoch(args, 1) as proc:
         time.sleep(0.2)  # inside epoch 2
         proc.send_signal(signal.SIGTERM)
@@ -211,17 +216,7 @@ def test_sigterm_mid_epoch_leaves_no_complete_record_and_resume_continues(tmp_pa
 
 
 def test_sigkill_never_leaves_a_complete_looking_record(tmp_path: Path, big_npz: Path) -> None:
-    args = [
-        "--dataset",
-        str(big_npz),
-        "--output-dir",
-        str(tmp_path),
-        "--trial-name",
-        "t",
-        "--epochs=6",
-        "--units=256",
-        "--batch-size=64",
-    ]
+    args = _slow_trial(big_npz, tmp_path)
     with _run_until_epoch(args, 2) as proc:
         proc.kill()
         proc.wait(timeout=30)
