@@ -62,7 +62,6 @@ class Workload:
     spec: Scheduling
     demand: Demand
     replicas: int = 1
-    runtime_class: str = ""
 
 
 def _allocatable(profile: ClusterProfile) -> list[Node]:
@@ -162,8 +161,9 @@ def _workloads(values: ChartValues, profile: ClusterProfile) -> tuple[list[Workl
             )
         demand, problems = _demand(resources, profile.gpuResourceName, path)
         findings.extend(problems)
-        runtime = values.trial.runtimeClassName if path == "trial" else ""
-        workloads.append(Workload(path, label, spec, demand, replicas, runtime))
+        if path == "trial":  # what the scheduler sees: the trainer plus Katib's injected sidecar
+            demand = demand + _sidecar(values, profile)
+        workloads.append(Workload(path, label, spec, demand, replicas))
     return workloads, findings
 
 
@@ -175,22 +175,37 @@ def _sidecar(values: ChartValues, profile: ClusterProfile) -> Demand:
     )
 
 
-def trial_capacity(values: ChartValues, profile: ClusterProfile) -> int:
-    """How many trials the profile runs at once next to the extraction and server pods."""
-    workloads, _ = _workloads(values, profile)
-    trial = next(w for w in workloads if w.path == "trial")
-    trial.demand = trial.demand + _sidecar(values, profile)
-    return effective_parallelism(_allocatable(profile), workloads, trial)
-
-
-def check_resources(values: ChartValues, profile: ClusterProfile) -> Iterator[Finding]:
+def check_resources(values: ChartValues, profile: ClusterProfile) -> tuple[list[Finding], int]:
+    """Every finding, and how many trials the profile runs at once next to the extraction and
+    server pods (0 when none fits or trials ask for nothing)."""
     workloads, findings = _workloads(values, profile)
-    yield from findings
+    trial = next(w for w in workloads if w.path == "trial")
+    placed = _allocatable(profile)
+    capacity = effective_parallelism(placed, workloads, trial)
+    findings += _findings(values, profile, workloads, trial, capacity, placed)
+    return findings, capacity
+
+
+def _findings(
+    values: ChartValues,
+    profile: ClusterProfile,
+    workloads: list[Workload],
+    trial: Workload,
+    capacity: int,
+    placed: list[Node],
+) -> list[Finding]:
+    return [
+        *_fit(values, profile, workloads, trial),
+        *_parallelism(values, profile, trial, capacity, placed),
+        *_storage(values, profile, _allocatable(profile), workloads),
+        *_kserve(values, profile),
+    ]
+
+
+def _fit(values: ChartValues, profile: ClusterProfile, workloads: list[Workload], trial: Workload) -> Iterator[Finding]:
     nodes = _allocatable(profile)
     max_gpus = max(g.gpus for g in profile.nodes)
     sidecar = _sidecar(values, profile)
-    trial = next(w for w in workloads if w.path == "trial")
-    trial.demand = trial.demand + sidecar
 
     # GPUs
     for w in workloads:
@@ -250,11 +265,6 @@ def check_resources(values: ChartValues, profile: ClusterProfile) -> Iterator[Fi
                 False,
             )
 
-    # How many trials run at once once the long-running pods have their place.
-    yield from _parallelism(values, profile, nodes, workloads, trial)
-    yield from _storage(values, profile, nodes, workloads)
-    yield from _kserve(values, profile)
-
 
 def effective_parallelism(nodes: list[Node], workloads: list[Workload], trial: Workload) -> int:
     """First-fit placement: the extraction and server pods first (they live as long as the Experiment),
@@ -281,16 +291,15 @@ def effective_parallelism(nodes: list[Node], workloads: list[Workload], trial: W
 
 
 def _parallelism(
-    values: ChartValues, profile: ClusterProfile, nodes: list[Node], workloads: list[Workload], trial: Workload
+    values: ChartValues, profile: ClusterProfile, trial: Workload, capacity: int, placed: list[Node]
 ) -> Iterator[Finding]:
+    """`placed`: the nodes after effective_parallelism put the long-running pods and trials on them."""
     d = trial.demand
     if not (d.cpu or d.memory or d.gpus):
         return
-    fresh = _allocatable(profile)
-    capacity = effective_parallelism(fresh, workloads, trial)
     wanted = values.experiment.parallelTrialCount
     if capacity == 0:
-        if any(n.fits(d) for n in nodes if eligible(n, trial)):
+        if any(n.fits(d) for n in _allocatable(profile) if eligible(n, trial)):
             yield (
                 "experiment.parallelTrialCount",
                 f"no trial fits next to the extraction and server pods on profile {profile.name}; lower the "
@@ -298,7 +307,7 @@ def _parallelism(
                 False,
             )
     elif wanted > capacity:
-        used = sorted({n.name for n in fresh if "trial" in n.placed})
+        used = sorted({n.name for n in placed if "trial" in n.placed})
         yield (
             "experiment.parallelTrialCount",
             f"{wanted} trials requested at once but profile {profile.name} runs only {capacity} "

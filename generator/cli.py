@@ -10,7 +10,6 @@ from pathlib import Path
 import yaml
 
 from . import helm
-from .checks_resources import trial_capacity
 from .errors import GeneratorError, ValuesError
 from .importer import dump_values, import_experiment
 from .profiles import dump_profile
@@ -54,10 +53,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             failed = True
             continue
         assert report.values is not None and report.profile is not None
-        fits = trial_capacity(report.values, report.profile)
         print(
             f"{path}: ok (profile {report.profile.name}; {report.values.experiment.parallelTrialCount} trials in "
-            f"parallel requested, {fits} fit)"
+            f"parallel requested, {report.trials_at_once} fit)"
         )
     return 2 if failed else 0
 

@@ -42,6 +42,8 @@ class Report:
     profile: ClusterProfile | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    # Trials the profile runs at once (known once the values parse and the profile loads).
+    trials_at_once: int | None = None
 
     @property
     def errors(self) -> list[Problem]:
@@ -85,7 +87,8 @@ def validate_data(
             report.problems.append(Problem(source, "profile", exc.message))
             return report
     report.profile = profile
-    report.problems += [Problem(source, path, msg, warning) for path, msg, warning in check_resources(values, profile)]
+    findings, report.trials_at_once = check_resources(values, profile)
+    report.problems += [Problem(source, path, msg, warning) for path, msg, warning in findings]
     return report
 
 

@@ -197,7 +197,9 @@ def train(run: Run, data: Dataset) -> int:
     record = run.record
     assert record is not None
     params_doc = {"params": run.params, "seed": run.seed, "epochs": run.epochs, "dataset": data.name}
-    if record.complete and record.path("params.json").is_file() and read_json(record.path("params.json")) == params_doc:
+    # The record on disk belongs to this run only if it was made with the same parameters.
+    same_run = record.path("params.json").is_file() and read_json(record.path("params.json")) == params_doc
+    if record.complete and same_run:
         metrics = read_json(record.path("metrics.json"))
         print(f"trial record {record.root} is already complete ({metrics['ended']}); nothing to do", file=sys.stderr)
         report(run, metrics["report_line"])
@@ -213,11 +215,7 @@ def train(run: Run, data: Dataset) -> int:
     best_state: dict[str, torch.Tensor] = {}
 
     checkpoint = record.path("checkpoint.pt")
-    if (
-        checkpoint.is_file()
-        and record.path("params.json").is_file()
-        and read_json(record.path("params.json")) == params_doc
-    ):
+    if checkpoint.is_file() and same_run:
         state = torch.load(checkpoint, map_location=run.device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
