@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from katib_nas_trainer.cli import main as trainer_main
-from katib_nas_trainer.data import _build
+from katib_nas_trainer.data import from_arrays
+from katib_nas_trainer.datasets import _build
 from katib_nas_trainer.flags import SEARCH_FLAGS
 from katib_nas_trainer.model import build_model, build_optimizer
 from katib_nas_trainer.train import StopFlag, train_epoch
@@ -53,7 +54,7 @@ def epoch_seconds(device: torch.device, batch_size: int) -> float:
     rng = np.random.default_rng(0)
     x = rng.random((60000 + 6667, 28, 28), dtype=np.float32)
     y = rng.integers(0, 10, len(x))
-    data = _build("synthetic-mnist", x, y, x[:1000], y[:1000]).to(device)
+    data = from_arrays(_build("synthetic-mnist", x, y, x[:1000], y[:1000])).to(device)
     params = {k: v.default for k, v in SEARCH_FLAGS.items()} | {"units": 128, "num-layers": 2}
     model = build_model(params, data.shape, data.classes, data.x_train).to(device)
     optimizer = build_optimizer(params, model)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import socket
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -70,3 +77,79 @@ def helm_template(
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d.get("kind") == kind]
+
+
+# --- serving: real trainer records, a real uvicorn server on loopback --------------------------
+
+
+def train_trial(model_root: Path, experiment: str, trial: str, *flags: str) -> Path:
+    """A real trial record from the trainer on digits (a few seconds)."""
+    cmd = [sys.executable, "-m", "katib_nas_trainer", "--dataset=digits", f"--output-dir={model_root}"]
+    cmd += [f"--experiment={experiment}", f"--trial-name={trial}", "--patience=50", *flags]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return model_root / experiment / trial
+
+
+@pytest.fixture(scope="session")
+def digits_records(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An experiment directory with two complete trials (`mlp-small`, `mlp-wide`) and no best.json."""
+    root = tmp_path_factory.mktemp("models")
+    train_trial(root, "exp", "mlp-small", "--epochs=2", "--units=32", "--num-layers=1")
+    train_trial(root, "exp", "mlp-wide", "--epochs=4", "--units=128")
+    return root / "exp"
+
+
+def copy_records(records: Path, target: Path, best: str | None) -> Path:
+    """A private copy of the records (servers and jobs write next to them), pointing best.json at `best`."""
+    from katib_nas_server.best import Best, publish
+
+    shutil.copytree(records, target)
+    if best is not None:
+        publish(target, Best(best, "accuracy", 0.9, "records"))
+    return target
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen[str], url: str, log: Path) -> None:
+        self.proc, self.url, self.log = proc, url, log
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10)
+
+    def logs(self) -> str:
+        return self.log.read_text(encoding="utf-8")
+
+
+@contextlib.contextmanager
+def serving(model_dir: Path, log: Path, **env: str) -> Iterator[Server]:
+    """`python -m katib_nas_server serve` on a free loopback port; stopped (SIGTERM) on exit."""
+    port = free_port()
+    environment = dict(os.environ, MODEL_DIR=str(model_dir), RELOAD_INTERVAL="0.2", PYTHONWARNINGS="error", **env)
+    cmd = [sys.executable, "-m", "katib_nas_server", "serve", "--host=127.0.0.1", f"--port={port}"]
+    with open(log, "w", encoding="utf-8") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=environment)
+    server = Server(proc, f"http://127.0.0.1:{port}", log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{server.url}/v2/health/live", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"server did not start:\n{server.logs()}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    assert "Traceback" not in server.logs(), server.logs()

@@ -1,18 +1,67 @@
-"""`python -m katib_nas_server SUBCOMMAND`: the steps the chart's pods run."""
+"""`python -m katib_nas_server SUBCOMMAND`: the steps the chart's pods run.
+
+promote  keep best.json pointing at the best complete trial (extraction pod, init containers)
+serve    the inference server (settings from MODEL_DIR, MODEL_NAME, ...)
+batch    score a data set with the best model (the batch Job)
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
-from . import promote
+from . import batch, promote
+
+
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+    from .settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        log(str(exc))
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=args.access_log,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="katib_nas_server")
     sub = parser.add_subparsers(dest="command", required=True)
     promote.add_arguments(sub.add_parser("promote", help="publish the best complete trial as best.json"))
+    serve_parser = sub.add_parser("serve", help="serve the best model (Open Inference Protocol v2)")
+    serve_parser.add_argument("--host", default="0.0.0.0")
+    serve_parser.add_argument("--port", type=int, default=8080)
+    serve_parser.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
+    batch.add_arguments(sub.add_parser("batch", help="score a data set with the best model"))
     args = parser.parse_args(argv)
+
+    if args.command == "serve":
+        return serve(args)
+    if args.command == "batch":
+        try:
+            batch.run(args, log)
+        except batch.BatchError as exc:
+            log(f"batch: {exc}")
+            return 2
+        return 0
     experiment_dir = args.model_root / args.experiment
     experiment_dir.mkdir(parents=True, exist_ok=True)
     return promote.run(
@@ -21,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         args.mode,
         args.interval,
         args.timeout,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
+        log=log,
     )
 
 

@@ -1,0 +1,40 @@
+"""An uploaded picture of a digit turned into one model sample."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .protocol import BadInput
+
+# Far above any digit photo, far below what would exhaust the server's memory when decoded.
+MAX_PIXELS = 40_000_000
+
+
+def image_to_sample(data: bytes, sample_shape: tuple[int, int, int]) -> np.ndarray:
+    """Grayscale (or RGB for 3-channel models), resized to the model's H x W, scaled to [0, 1] with the
+    strokes bright on a dark ground, as the training data is: a dark-on-light scan is inverted."""
+    channels, height, width = sample_shape
+    if not data:
+        raise BadInput("the uploaded file is empty; send a PNG or JPEG picture of a digit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise BadInput(f"the picture has {image.width}x{image.height} pixels; send at most {MAX_PIXELS}")
+                image.load()
+                picture = image.convert("RGB" if channels == 3 else "L")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadInput(f"the picture is too large to decode safely; send at most {MAX_PIXELS} pixels") from None
+    except (UnidentifiedImageError, OSError):
+        raise BadInput("the uploaded file is not a picture Pillow can read; send a PNG or JPEG") from None
+    picture = picture.resize((width, height), Image.Resampling.BOX if picture.width >= width else Image.Resampling.BILINEAR)
+    pixels = np.asarray(picture, dtype=np.float32) / 255.0
+    if pixels.mean() > 0.5:  # dark ink on light paper
+        pixels = 1.0 - pixels
+    pixels = pixels.reshape(height, width, channels).transpose(2, 0, 1)
+    return pixels.reshape(1, channels, height, width)

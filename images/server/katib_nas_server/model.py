@@ -1,0 +1,100 @@
+"""The served model: an ONNX file from a complete trial record, loaded with onnxruntime."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from .best import COMPLETE, POINTER, read_pointer
+
+
+class ModelNotFound(Exception):
+    """No complete model to load (yet); the message says where the server looked."""
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """Which record to serve: the trial directory and a version string that changes when best.json moves."""
+
+    record: Path
+    version: str
+
+
+def resolve(model_dir: Path) -> Pointer:
+    """MODEL_DIR is an experiment directory (follow best.json) or one trial record (serve it as is)."""
+    if (model_dir / "model.onnx").is_file():
+        return Pointer(model_dir, model_dir.name)
+    pointer = read_pointer(model_dir)
+    if pointer is None or not isinstance(pointer.get("trial"), str):
+        raise ModelNotFound(f"no {POINTER} in {model_dir} yet (no trial has completed)")
+    return Pointer(model_dir / pointer["trial"], f"{pointer['trial']}@{pointer.get('published_at', 0):.0f}")
+
+
+@dataclass
+class LoadedModel:
+    session: ort.InferenceSession
+    version: str
+    trial: str
+    input_name: str
+    output_name: str
+    sample_shape: tuple[int, int, int]  # C, H, W of one sample
+    classes: int
+    parameters: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def features(self) -> int:
+        c, h, w = self.sample_shape
+        return c * h * w
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """x: float32 (N, C, H, W) -> float32 (N, classes)."""
+        out: np.ndarray = self.session.run([self.output_name], {self.input_name: x})[0]
+        return out
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
+    return probs
+
+
+def load(pointer: Pointer, threads: int = 1) -> LoadedModel:
+    record = pointer.record
+    if not (record / COMPLETE).is_file() or not (record / "model.onnx").is_file():
+        raise ModelNotFound(f"{record} is not a complete trial record (no COMPLETE marker or model.onnx)")
+    options = ort.SessionOptions()
+    # One thread per inference: the server scales with processes, and tiny models lose to thread hand-off.
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(record / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    shape = inputs[0].shape  # ["batch", C, H, W]
+    if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
+        raise ModelNotFound(f"{record}/model.onnx takes input shape {shape}; expected [batch, C, H, W]")
+    classes = outputs[0].shape[-1]
+    params, metrics = _json(record / "params.json"), _json(record / "metrics.json")
+    return LoadedModel(
+        session=session,
+        version=pointer.version,
+        trial=record.name,
+        input_name=inputs[0].name,
+        output_name=outputs[0].name,
+        sample_shape=(int(shape[1]), int(shape[2]), int(shape[3])),
+        classes=int(classes) if isinstance(classes, int) else int(metrics.get("classes", 0)),
+        parameters=params.get("params", {}),
+        metrics=metrics,
+    )
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
