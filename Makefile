@@ -5,9 +5,9 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export HELM_PLUGINS := $(CURDIR)/.tools/helm-plugins
 
-.PHONY: setup venv tools lint mypy pytest test run schema docs check ct-lint bench all clean
+.PHONY: setup venv tools browser lint mypy pytest test run schema docs check ct-lint bench all clean
 
-setup: venv tools
+setup: venv tools browser
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,9 +20,13 @@ venv: $(VENV)/.installed
 tools:
 	bash ci/install-tools.sh
 
+# Debian's Chromium for the drawing-page test (Playwright drives it; no browser download).
+browser:
+	@command -v chromium >/dev/null || bash ci/install-browser.sh
+
 lint: venv
-	ruff check generator tests bench ci
-	ruff format --check generator tests bench ci
+	ruff check generator images tests bench ci
+	ruff format --check generator images tests bench ci
 
 mypy: venv
 	mypy

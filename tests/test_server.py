@@ -42,7 +42,10 @@ def digits_test() -> tuple[np.ndarray, np.ndarray]:
 
 
 def infer_body(x: np.ndarray, **extra: Any) -> dict[str, Any]:
-    return {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}], **extra}
+    return {
+        "inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}],
+        **extra,
+    }
 
 
 def test_metadata_names_the_trial_its_parameters_and_metrics(server: Server, digits_records: Path) -> None:
@@ -112,7 +115,9 @@ def test_an_uploaded_picture_gets_the_same_answer_as_its_pixels(
         rows = client.post("/predict", json={"instances": x.reshape(5, 64).tolist()}).json()
         for i in range(5):
             for dark_on_light in (True, False):
-                answer = client.post("/predict/image", files={"file": ("digit.png", png(x[i], 8, dark_on_light), "image/png")})
+                answer = client.post(
+                    "/predict/image", files={"file": ("digit.png", png(x[i], 8, dark_on_light), "image/png")}
+                )
                 assert answer.status_code == 200, answer.text
                 assert answer.json()["predictions"] == [rows["predictions"][i]]
                 np.testing.assert_allclose(answer.json()["probabilities"][0], rows["probabilities"][i], atol=0.02)
@@ -125,34 +130,151 @@ def _oversize() -> bytes:
 BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     # (id, path, httpx request kwargs, status, fragment of the error message)
     ("empty body", INFER, {"content": b"", "headers": {"content-type": "application/json"}}, 400, "body is empty"),
-    ("not json", INFER, {"content": b"{inputs", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
+    (
+        "not json",
+        INFER,
+        {"content": b"{inputs", "headers": {"content-type": "application/json"}},
+        400,
+        "not valid JSON",
+    ),
     ("no inputs", INFER, {"json": {"outputs": []}}, 400, "inputs: Field required"),
-    ("two inputs", INFER, {"json": {"inputs": [{"name": "a", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}] * 2}}, 400, "at most 1 item"),
-    ("wrong shape", INFER, {"json": {"inputs": [{"name": "input", "shape": [1, 28, 28], "datatype": "FP32", "data": [0] * 784}]}}, 400, "this model takes [N, 1, 8, 8] or [N, 64]"),
-    ("count mismatch", INFER, {"json": {"inputs": [{"name": "input", "shape": [2, 64], "datatype": "FP32", "data": [0] * 64}]}}, 400, "has 64 values; shape [2, 64] needs 128"),
-    ("ragged rows", INFER, {"json": {"inputs": [{"name": "input", "shape": [2, 64], "datatype": "FP32", "data": [[0] * 64, [0] * 63]}]}}, 400, "same length"),
-    ("strings", INFER, {"json": {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": ["1"] * 64}]}}, 400, "values must be numbers (found strings)"),
-    ("nulls", INFER, {"json": {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [None] * 64}]}}, 400, "values must be numbers"),
-    ("BYTES dtype", INFER, {"json": {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "BYTES", "data": [0] * 64}]}}, 400, "datatype 'BYTES'"),
-    ("NaN", INFER, {"content": b'{"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [NaN' + b", 0" * 63 + b"]}]}", "headers": {"content-type": "application/json"}}, 400, "NaN or infinity"),
-    ("Infinity", "/predict", {"content": b'{"instances": [[Infinity' + b", 0" * 63 + b"]]}", "headers": {"content-type": "application/json"}}, 400, "NaN or infinity"),
-    ("too many rows", INFER, {"json": {"inputs": [{"name": "input", "shape": [5000, 64], "datatype": "FP32", "data": [0] * 5000 * 64}]}}, 400, "at most 4096 rows"),
-    ("unknown output", INFER, {"json": {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}], "outputs": [{"name": "embedding"}]}}, 400, "unknown output 'embedding'"),
-    ("unknown model", "/v2/models/resnet/infer", {"json": {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}]}}, 404, "model 'resnet' not found; this server serves 'katib-nas'"),
+    (
+        "two inputs",
+        INFER,
+        {"json": {"inputs": [{"name": "a", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}] * 2}},
+        400,
+        "at most 1 item",
+    ),
+    (
+        "wrong shape",
+        INFER,
+        {"json": {"inputs": [{"name": "input", "shape": [1, 28, 28], "datatype": "FP32", "data": [0] * 784}]}},
+        400,
+        "this model takes [N, 1, 8, 8] or [N, 64]",
+    ),
+    (
+        "count mismatch",
+        INFER,
+        {"json": {"inputs": [{"name": "input", "shape": [2, 64], "datatype": "FP32", "data": [0] * 64}]}},
+        400,
+        "has 64 values; shape [2, 64] needs 128",
+    ),
+    (
+        "ragged rows",
+        INFER,
+        {"json": {"inputs": [{"name": "input", "shape": [2, 64], "datatype": "FP32", "data": [[0] * 64, [0] * 63]}]}},
+        400,
+        "same length",
+    ),
+    (
+        "strings",
+        INFER,
+        {"json": {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": ["1"] * 64}]}},
+        400,
+        "values must be numbers (found strings)",
+    ),
+    (
+        "nulls",
+        INFER,
+        {"json": {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [None] * 64}]}},
+        400,
+        "values must be numbers",
+    ),
+    (
+        "BYTES dtype",
+        INFER,
+        {"json": {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "BYTES", "data": [0] * 64}]}},
+        400,
+        "datatype 'BYTES'",
+    ),
+    (
+        "NaN",
+        INFER,
+        {
+            "content": b'{"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [NaN'
+            + b", 0" * 63
+            + b"]}]}",
+            "headers": {"content-type": "application/json"},
+        },
+        400,
+        "NaN or infinity",
+    ),
+    (
+        "Infinity",
+        "/predict",
+        {
+            "content": b'{"instances": [[Infinity' + b", 0" * 63 + b"]]}",
+            "headers": {"content-type": "application/json"},
+        },
+        400,
+        "NaN or infinity",
+    ),
+    (
+        "too many rows",
+        INFER,
+        {"json": {"inputs": [{"name": "input", "shape": [5000, 64], "datatype": "FP32", "data": [0] * 5000 * 64}]}},
+        400,
+        "at most 4096 rows",
+    ),
+    (
+        "unknown output",
+        INFER,
+        {
+            "json": {
+                "inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}],
+                "outputs": [{"name": "embedding"}],
+            }
+        },
+        400,
+        "unknown output 'embedding'",
+    ),
+    (
+        "unknown model",
+        "/v2/models/resnet/infer",
+        {"json": {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": [0] * 64}]}},
+        404,
+        "model 'resnet' not found; this server serves 'katib-nas'",
+    ),
     ("unknown model, bad body", "/v2/models/resnet/infer", {"json": {}}, 404, "model 'resnet' not found"),
     ("text/plain", INFER, {"content": b"{}", "headers": {"content-type": "text/plain"}}, 415, "send application/json"),
     ("no content type", "/predict", {"content": b'{"instances": [[0]]}'}, 415, "send application/json"),
-    ("oversize body", "/predict", {"content": _oversize(), "headers": {"content-type": "application/json"}}, 413, "over the 8388608-byte limit"),
+    (
+        "oversize body",
+        "/predict",
+        {"content": _oversize(), "headers": {"content-type": "application/json"}},
+        413,
+        "over the 8388608-byte limit",
+    ),
     ("empty rows", "/predict", {"json": {"instances": []}}, 400, "instances: List should have at least 1 item"),
     ("short rows", "/predict", {"json": {"instances": [[0.5] * 10]}}, 400, "this model takes [N, 1, 8, 8] or [N, 64]"),
-    ("not an image", "/predict/image", {"files": {"file": ("digit.png", b"GIF? no, text", "image/png")}}, 400, "not a picture Pillow can read"),
-    ("empty image", "/predict/image", {"files": {"file": ("digit.png", b"", "image/png")}}, 400, "uploaded file is empty"),
+    (
+        "not an image",
+        "/predict/image",
+        {"files": {"file": ("digit.png", b"GIF? no, text", "image/png")}},
+        400,
+        "not a picture Pillow can read",
+    ),
+    (
+        "empty image",
+        "/predict/image",
+        {"files": {"file": ("digit.png", b"", "image/png")}},
+        400,
+        "uploaded file is empty",
+    ),
     ("json to image", "/predict/image", {"json": {"instances": [[0]]}}, 415, "send multipart/form-data"),
-    ("no file field", "/predict/image", {"files": {"picture": ("digit.png", b"x", "image/png")}}, 400, "file: Field required"),
+    (
+        "no file field",
+        "/predict/image",
+        {"files": {"picture": ("digit.png", b"x", "image/png")}},
+        400,
+        "file: Field required",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("path", "request_kwargs", "status", "message"), [c[1:] for c in BAD_REQUESTS], ids=[c[0] for c in BAD_REQUESTS])
+@pytest.mark.parametrize(
+    ("path", "request_kwargs", "status", "message"), [c[1:] for c in BAD_REQUESTS], ids=[c[0] for c in BAD_REQUESTS]
+)
 def test_bad_input_is_a_clear_4xx_and_the_server_keeps_serving(
     server: Server, path: str, request_kwargs: dict[str, Any], status: int, message: str
 ) -> None:
@@ -165,7 +287,9 @@ def test_bad_input_is_a_clear_4xx_and_the_server_keeps_serving(
 
 def test_unknown_routes_and_methods_get_json_errors(server: Server) -> None:
     with server.client() as client:
-        assert client.get("/v2/models/resnet").json() == {"error": "model 'resnet' not found; this server serves 'katib-nas'"}
+        assert client.get("/v2/models/resnet").json() == {
+            "error": "model 'resnet' not found; this server serves 'katib-nas'"
+        }
         assert client.get("/nothing").status_code == 404
         assert client.delete("/predict").json() == {"error": "Method Not Allowed"}
 
@@ -176,7 +300,9 @@ def test_metrics_count_requests_latency_rows_and_the_model_version(server: Serve
             client.post("/predict", json={"instances": [[0.5] * 64] * 4})
         client.post("/predict", json={"instances": []})
         text = client.get("/metrics").text
-    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and line[0] != "#"}
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and line[0] != "#"
+    }
     assert samples['katib_nas_requests_total{code="200",method="POST",route="/predict"}'] >= 3
     assert samples['katib_nas_requests_total{code="400",method="POST",route="/predict"}'] >= 1
     assert samples['katib_nas_request_duration_seconds_count{route="/predict"}'] >= 4
@@ -273,10 +399,23 @@ def test_a_model_that_fails_to_load_leaves_the_old_one_serving(digits_records: P
     ("env", "line"),
     [
         ({}, "server settings: MODEL_DIR: not set; export it (for example MODEL_DIR=/models/<experiment>)"),
-        ({"MODEL_DIR": "/nonexistent/exp"}, "server settings: MODEL_DIR: /nonexistent/exp is not a directory; point it at the experiment's directory on the model volume"),
-        ({"MODEL_DIR": ".", "RELOAD_INTERVAL": "-1"}, "server settings: RELOAD_INTERVAL: Input should be greater than 0"),
-        ({"MODEL_DIR": ".", "MODEL_NAME": "My_Model"}, "server settings: MODEL_NAME: String should match pattern '^[a-z0-9]([-a-z0-9._]{0,61}[a-z0-9])?$'"),
-        ({"MODEL_DIR": ".", "MAX_BATCH": "lots"}, "server settings: MAX_BATCH: Input should be a valid integer, unable to parse string as an integer"),
+        (
+            {"MODEL_DIR": "/nonexistent/exp"},
+            "server settings: MODEL_DIR: /nonexistent/exp is not a directory; "
+            "point it at the experiment's directory on the model volume",
+        ),
+        (
+            {"MODEL_DIR": ".", "RELOAD_INTERVAL": "-1"},
+            "server settings: RELOAD_INTERVAL: Input should be greater than 0",
+        ),
+        (
+            {"MODEL_DIR": ".", "MODEL_NAME": "My_Model"},
+            "server settings: MODEL_NAME: String should match pattern '^[a-z0-9]([-a-z0-9._]{0,61}[a-z0-9])?$'",
+        ),
+        (
+            {"MODEL_DIR": ".", "MAX_BATCH": "lots"},
+            "server settings: MAX_BATCH: Input should be a valid integer, unable to parse string as an integer",
+        ),
     ],
 )
 def test_bad_settings_stop_the_server_with_one_line(env: dict[str, str], line: str) -> None:
@@ -285,6 +424,9 @@ def test_bad_settings_stop_the_server_with_one_line(env: dict[str, str], line: s
     environment = {k: v for k, v in os.environ.items() if k not in ("MODEL_DIR", "MODEL_NAME")} | env
     proc = subprocess.run(
         [sys.executable, "-m", "katib_nas_server", "serve", "--port=0"],
-        capture_output=True, text=True, env=environment, timeout=60,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
     )
     assert (proc.returncode, proc.stderr) == (2, line + "\n")

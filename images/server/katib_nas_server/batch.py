@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from katib_nas_trainer.datasets import IDX_SOURCES, DataError, as_samples, load
 
-from .model import LoadedModel, ModelNotFound, load as load_model, resolve, softmax
+from .model import LoadedModel, ModelNotFound, resolve, softmax
+from .model import load as load_model
 
 
 class BatchError(Exception):
@@ -54,16 +56,23 @@ def read_data(dataset: str, model_root: Path, data_dir: Path) -> tuple[np.ndarra
         raise BatchError(f"--dataset {dataset}: {path} is not a readable .npz or .npy file ({exc})") from None
 
 
+def fit(model: LoadedModel, x: np.ndarray) -> np.ndarray:
+    """The samples in the model's (N, C, H, W), or BatchError; checked before any work starts."""
+    if x.shape[1:] != model.sample_shape:
+        if int(np.prod(x.shape[1:])) != model.features:
+            raise BatchError(
+                f"samples of shape {list(x.shape[1:])} do not fit the model's input {list(model.sample_shape)}"
+            )
+        x = x.reshape(len(x), *model.sample_shape)
+    if not np.isfinite(x).all():
+        raise BatchError("the data set contains NaN or infinity")
+    return x
+
+
 def score(
     model: LoadedModel, x: np.ndarray, batch_size: int, log: Callable[[str], None]
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Predicted classes and their probabilities for every row, and the seconds spent."""
-    if x.shape[1:] != model.sample_shape:
-        if int(np.prod(x.shape[1:])) != model.features:
-            raise BatchError(f"samples of shape {list(x.shape[1:])} do not fit the model's input {list(model.sample_shape)}")
-        x = x.reshape(len(x), *model.sample_shape)
-    if not np.isfinite(x).all():
-        raise BatchError("the data set contains NaN or infinity")
     predictions, confidence = np.empty(len(x), np.int64), np.empty(len(x), np.float32)
     started, said = time.perf_counter(), 0
     for start in range(0, len(x), batch_size):
@@ -101,6 +110,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
         raise BatchError(f"--dataset {args.dataset}: no rows to score")
     if y is not None and len(y) != len(x):
         raise BatchError(f"--dataset {args.dataset}: x has {len(x)} rows but y has {len(y)}")
+    x = fit(model, x)
     log(f"scoring {len(x)} rows of {args.dataset} with trial {model.trial} in batches of {args.batch_size}")
     predictions, confidence, seconds = score(model, x, args.batch_size, log)
 
@@ -124,5 +134,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
     }
     atomic_write(out / "summary.json", (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     accuracy = f", accuracy {summary['accuracy']:.4f}" if y is not None else ""
-    log(f"wrote {out}/predictions.csv and summary.json: {len(x)} rows{accuracy}, {summary['samples_per_second']} rows/s")
+    log(
+        f"wrote {out}/predictions.csv and summary.json: {len(x)} rows{accuracy}, {summary['samples_per_second']} rows/s"
+    )
     return summary

@@ -32,13 +32,17 @@ class ModelHolder:
             if self.current is None:
                 self.waiting_for = str(exc)
             return False
-        if (self.current is not None and self.current.version == pointer.version) or pointer.version == self._failed_version:
+        if (
+            self.current is not None and self.current.version == pointer.version
+        ) or pointer.version == self._failed_version:
             return False
         try:
             new = load(pointer, self.threads)
         except Exception as exc:  # a corrupt or unreadable model must not take down the one being served
             self._failed_version = pointer.version
-            log.error("cannot load %s (%s); still serving %s", pointer.record, exc, self.current and self.current.version)
+            log.error(
+                "cannot load %s (%s); still serving %s", pointer.record, exc, self.current and self.current.version
+            )
             if self.current is None:
                 self.waiting_for = f"cannot load {pointer.record}: {exc}"
             return False

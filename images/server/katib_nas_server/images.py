@@ -32,7 +32,9 @@ def image_to_sample(data: bytes, sample_shape: tuple[int, int, int]) -> np.ndarr
         raise BadInput(f"the picture is too large to decode safely; send at most {MAX_PIXELS} pixels") from None
     except (UnidentifiedImageError, OSError):
         raise BadInput("the uploaded file is not a picture Pillow can read; send a PNG or JPEG") from None
-    picture = picture.resize((width, height), Image.Resampling.BOX if picture.width >= width else Image.Resampling.BILINEAR)
+    picture = picture.resize(
+        (width, height), Image.Resampling.BOX if picture.width >= width else Image.Resampling.BILINEAR
+    )
     pixels = np.asarray(picture, dtype=np.float32) / 255.0
     if pixels.mean() > 0.5:  # dark ink on light paper
         pixels = 1.0 - pixels

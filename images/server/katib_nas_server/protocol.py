@@ -91,7 +91,12 @@ class PredictResponse(BaseModel):
 
 
 def to_samples(
-    data: list[Any], shape: list[int], sample_shape: tuple[int, int, int], max_batch: int, where: str, datatype: str = "FP32"
+    data: list[Any],
+    shape: list[int],
+    sample_shape: tuple[int, int, int],
+    max_batch: int,
+    where: str,
+    datatype: str = "FP32",
 ) -> np.ndarray:
     """Validate a tensor and return float32 (N, C, H, W); BadInput names what is wrong and how to fix it."""
     if datatype not in NUMERIC:

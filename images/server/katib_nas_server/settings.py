@@ -40,7 +40,7 @@ class Settings(BaseSettings):
 
 def load_settings() -> Settings:
     try:
-        return Settings()  # type: ignore[call-arg]  # model_dir comes from the environment
+        return Settings()  # model_dir comes from the environment
     except ValidationError as exc:
         lines = []
         for error in exc.errors():

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # The *_created series double the output and no dashboard reads them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -22,16 +22,23 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "katib_nas_requests", "HTTP requests by route and status code.", ["route", "method", "code"],
+            "katib_nas_requests",
+            "HTTP requests by route and status code.",
+            ["route", "method", "code"],
             registry=self.registry,
         )
         self.latency = Histogram(
-            "katib_nas_request_duration_seconds", "Request latency by route.", ["route"],
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            "katib_nas_request_duration_seconds",
+            "Request latency by route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.rows = Counter("katib_nas_inference_rows", "Samples scored.", registry=self.registry)
         self.model_info = Gauge(
-            "katib_nas_model_info", "The model being served (value 1).", ["model", "version", "trial"],
+            "katib_nas_model_info",
+            "The model being served (value 1).",
+            ["model", "version", "trial"],
             registry=self.registry,
         )
         self.swaps = Counter("katib_nas_model_swaps", "Models loaded and swapped in.", registry=self.registry)
@@ -55,7 +62,9 @@ class TelemetryMiddleware:
         async def capped_receive() -> Message:
             nonlocal received
             if declared is not None and declared > limit:
-                raise HTTPException(413, f"request body of {declared} bytes is over the {limit}-byte limit (MAX_BODY_BYTES)")
+                raise HTTPException(
+                    413, f"request body of {declared} bytes is over the {limit}-byte limit (MAX_BODY_BYTES)"
+                )
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
