@@ -22,7 +22,7 @@ tools:
 
 # Debian's Chromium for the drawing-page test (Playwright drives it; no browser download).
 browser:
-	@command -v chromium >/dev/null || bash ci/install-browser.sh
+	@command -v chromium >/dev/null || bash ci/install-debian.sh chromium
 
 lint: venv
 	ruff check generator images tests bench ci
@@ -66,8 +66,10 @@ run: setup
 	@echo "trial record: out/models/demo/demo-mlp (model.onnx, metrics.json, curve.json)"
 
 bench: setup
+	@command -v wrk >/dev/null || bash ci/install-debian.sh wrk
 	$(PY) bench/bench_generator.py
 	$(PY) -W ignore bench/bench_trainer.py
+	$(PY) -W ignore bench/bench_server.py
 
 all: test bench
 

@@ -1,0 +1,174 @@
+"""Server benchmarks on loopback: one uvicorn worker pinned to core 0, the load on core 1.
+
+- single-row /infer capacity, closed loop with wrk (aim >= 2,000 requests/s);
+- p50/p99 latency at 1,000 requests/s offered, open loop (aim p99 <= 5 ms): requests leave on a
+  fixed schedule and latency counts from the scheduled time, so a stalled server cannot hide
+  queueing (no coordinated omission);
+- samples/s with 32-row batches, wrk (aim >= 10,000 per core);
+- the model's forward pass alone in onnxruntime, so the HTTP overhead ratio is visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from katib_nas_server.best import Best, publish
+from katib_nas_server.model import load, resolve
+
+SERVER_CORE, LOAD_CORE = "0", "1"
+PORT = 18080
+INFER = "/v2/models/katib-nas/infer"
+
+
+def pinned(core: str, cmd: list[str]) -> list[str]:
+    return ["taskset", "-c", core, *cmd] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else cmd
+
+
+def train(root: Path) -> Path:
+    """The model under test: the trainer's default digits MLP (3 epochs is enough; speed, not accuracy)."""
+    cmd = [sys.executable, "-W", "ignore", "-m", "katib_nas_trainer", "--dataset=digits", f"--output-dir={root}"]
+    subprocess.run([*cmd, "--experiment=bench", "--trial-name=mlp", "--epochs=3"], check=True, capture_output=True)
+    experiment = root / "bench"
+    publish(experiment, Best("mlp", "accuracy", 0.0, "records"))
+    return experiment
+
+
+def body(rows: int) -> bytes:
+    data = np.random.default_rng(0).random((rows, 64)).round(4)
+    tensor = {"name": "input", "shape": [rows, 64], "datatype": "FP32", "data": data.ravel().tolist()}
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+def wrk(payload: bytes, workdir: Path, seconds: int = 10, connections: int = 16) -> float:
+    (workdir / "body.json").write_bytes(payload)
+    script = workdir / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f'local f = io.open("{workdir / "body.json"}", "rb"); wrk.body = f:read("*a"); f:close()\n'
+    )
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), f"http://127.0.0.1:{PORT}{INFER}"]
+    out = subprocess.run(pinned(LOAD_CORE, cmd), check=True, capture_output=True, text=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise SystemExit(f"wrk saw errors:\n{out}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert match, out
+    return float(match.group(1))
+
+
+async def open_loop(payload: bytes, rate: float, seconds: float, connections: int = 64) -> list[float]:
+    """Latencies (s) of requests sent on a fixed schedule at `rate`/s over keep-alive connections."""
+    request = (
+        f"POST {INFER} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
+    idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(connections):
+        idle.put_nowait(await asyncio.open_connection("127.0.0.1", PORT))
+    latencies: list[float] = []
+    failures = 0
+
+    async def one(scheduled: float) -> None:
+        nonlocal failures
+        reader, writer = await idle.get()
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE).group(1))  # type: ignore[union-attr]
+        await reader.readexactly(length)
+        latencies.append(time.perf_counter() - scheduled)
+        failures += not head.startswith(b"HTTP/1.1 200")
+        idle.put_nowait((reader, writer))
+
+    start = time.perf_counter() + 0.1
+    tasks = []
+    for i in range(int(rate * seconds)):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(scheduled)))
+    await asyncio.gather(*tasks)
+    if failures:
+        raise SystemExit(f"{failures} requests failed in the open-loop run")
+    return latencies
+
+
+def forward_seconds(experiment: Path, rows: int, repeats: int = 3000) -> float:
+    if (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {int(SERVER_CORE)})  # the core the server had
+    model = load(resolve(experiment), threads=1)
+    x = np.random.default_rng(0).random((rows, 1, 8, 8), dtype=np.float32)
+    for _ in range(200):
+        model.logits(x)
+    runs = []
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(repeats):
+            model.logits(x)
+        runs.append((time.perf_counter() - started) / repeats)
+    return statistics.median(runs)
+
+
+def main() -> int:
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is missing: `make bench` installs it (apt-get install wrk)")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        experiment = train(workdir / "models")
+        env = dict(os.environ, MODEL_DIR=str(experiment))
+        cmd = [sys.executable, "-m", "katib_nas_server", "serve", "--host=127.0.0.1", f"--port={PORT}"]
+        server = subprocess.Popen(pinned(SERVER_CORE, cmd), env=env, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(100):
+                try:
+                    asyncio.run(open_loop(body(1), 10, 0.1, connections=1))
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            wrk(body(1), workdir, seconds=3)  # warm-up
+            single = wrk(body(1), workdir)
+            batched = wrk(body(32), workdir)
+            latencies = sorted(asyncio.run(open_loop(body(1), 1000, 10)))
+        finally:
+            server.terminate()
+            server.wait()
+        p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+        f1, f32 = forward_seconds(experiment, 1), forward_seconds(experiment, 32)
+
+    print("server (one uvicorn worker on one core, loopback; digits MLP 64-128-128-10)")
+    rows = [
+        ("single-row infer capacity", f"{single:,.0f} req/s", ">= 2,000 req/s", single / 2000),
+        ("p50 at 1,000 req/s offered", f"{p50 * 1e3:.2f} ms", "", None),
+        ("p99 at 1,000 req/s offered", f"{p99 * 1e3:.2f} ms", "<= 5 ms", 5e-3 / p99),
+        (
+            "32-row batches",
+            f"{batched * 32:,.0f} samples/s ({batched:,.0f} req/s)",
+            ">= 10,000 samples/s",
+            batched * 32 / 1e4,
+        ),
+        ("forward alone, 1 row", f"{f1 * 1e6:.1f} us ({1 / f1:,.0f}/s)", "", None),
+        ("forward alone, 32 rows", f"{f32 * 1e6:.1f} us ({32 / f32:,.0f} samples/s)", "", None),
+    ]
+    for name, figure, aim, ratio in rows:
+        verdict = f"{ratio:.2f}x aim" if ratio is not None else ""
+        print(f"  {name:<28} {figure:<36} {aim:<22} {verdict}")
+    print(
+        f"  HTTP overhead: a single-row request costs {1 / single / f1:.0f}x its forward pass; "
+        f"a 32-row request {1 / batched / f32:.0f}x"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
