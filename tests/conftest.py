@@ -111,6 +111,12 @@ def copy_records(records: Path, target: Path, best: str | None) -> Path:
     return target
 
 
+def server_image_env(**env: str) -> dict[str, str]:
+    """The environment for server-image processes: torch and onnx cannot be imported, as in the image."""
+    blockers = str(ROOT / "tests" / "data" / "server-image")
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [blockers, os.environ.get("PYTHONPATH")])), **env)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -132,7 +138,7 @@ class Server:
 def serving(model_dir: Path, log: Path, **env: str) -> Iterator[Server]:
     """`python -m katib_nas_server serve` on a free loopback port; stopped (SIGTERM) on exit."""
     port = free_port()
-    environment = dict(os.environ, MODEL_DIR=str(model_dir), RELOAD_INTERVAL="0.2", PYTHONWARNINGS="error", **env)
+    environment = server_image_env(MODEL_DIR=str(model_dir), RELOAD_INTERVAL="0.2", PYTHONWARNINGS="error", **env)
     cmd = [sys.executable, "-m", "katib_nas_server", "serve", "--host=127.0.0.1", f"--port={port}"]
     with open(log, "w", encoding="utf-8") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=environment)

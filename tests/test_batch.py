@@ -13,12 +13,12 @@ import pytest
 
 from katib_nas_trainer.datasets import load_digits
 
-from .conftest import copy_records
+from .conftest import copy_records, server_image_env
 
 
 def batch(*args: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "katib_nas_server", "batch", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=server_image_env())
 
 
 def test_scores_the_digits_test_split_with_the_best_model(digits_records: Path, tmp_path: Path) -> None:

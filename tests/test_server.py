@@ -22,7 +22,7 @@ from PIL import Image
 from katib_nas_server.best import Best, publish
 from katib_nas_trainer.datasets import load_digits
 
-from .conftest import Server, copy_records, serving
+from .conftest import Server, copy_records, server_image_env, serving
 
 NAME = "katib-nas"
 INFER = f"/v2/models/{NAME}/infer"
@@ -419,9 +419,8 @@ def test_a_model_that_fails_to_load_leaves_the_old_one_serving(digits_records: P
     ],
 )
 def test_bad_settings_stop_the_server_with_one_line(env: dict[str, str], line: str) -> None:
-    import os
 
-    environment = {k: v for k, v in os.environ.items() if k not in ("MODEL_DIR", "MODEL_NAME")} | env
+    environment = {k: v for k, v in server_image_env().items() if k not in ("MODEL_DIR", "MODEL_NAME")} | env
     proc = subprocess.run(
         [sys.executable, "-m", "katib_nas_server", "serve", "--port=0"],
         capture_output=True,
