@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export HELM_PLUGINS := $(CURDIR)/.tools/helm-plugins
 
-.PHONY: setup venv tools browser lint mypy pytest test run schema docs check ct-lint bench all clean
+.PHONY: setup venv tools browser lint mypy pytest test run serve schema docs check ct-lint bench all clean
 
 setup: venv tools browser
 
@@ -55,15 +55,21 @@ ct-lint: setup
 	ct lint --config ci/ct.yaml --charts charts/katib-nas
 
 # The main job until the local runner lands: validate both shipped profiles, render their
-# releases to out/ with the pinned helm, and run one trial of the trainer on digits (offline),
-# leaving its trial record and ONNX model under out/models/demo/.
+# releases to out/ with the pinned helm, run one trial of the trainer on digits (offline), publish
+# it as the best model and batch-score the digits test split with it, as the chart's pods do.
 run: setup
 	katib-nas validate values/microk8s.yaml values/k3s-gpu.yaml
 	katib-nas render values/microk8s.yaml -o out/microk8s.yaml
 	katib-nas render values/k3s-gpu.yaml -o out/k3s-gpu.yaml
 	$(PY) -W ignore -m katib_nas_trainer --dataset digits --output-dir out/models --experiment demo \
 		--trial-name demo-mlp --epochs 30 --patience 30 --units 256 --lr 0.002
-	@echo "trial record: out/models/demo/demo-mlp (model.onnx, metrics.json, curve.json)"
+	$(PY) -m katib_nas_server promote --first --source records --experiment demo --model-root out/models
+	$(PY) -m katib_nas_server batch --experiment-dir out/models/demo --dataset digits
+	@echo "trial record: out/models/demo/demo-mlp; predictions: out/models/demo/batch; serve it with: make serve"
+
+# The inference server on the best model of `make run` (http://127.0.0.1:8080/ to draw a digit).
+serve: setup
+	MODEL_DIR=out/models/demo $(PY) -m katib_nas_server serve --host 127.0.0.1 --port 8080
 
 bench: setup
 	@command -v wrk >/dev/null || bash ci/install-debian.sh wrk
