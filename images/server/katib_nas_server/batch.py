@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from katib_nas_trainer.datasets import IDX_SOURCES, DataError, as_samples, load
+from katib_nas_trainer.files import atomic_write
 
 from .model import LoadedModel, ModelNotFound, resolve, softmax
 from .model import load as load_model
@@ -84,16 +84,6 @@ def score(
             said = done * 10 // len(x)
             log(f"scored {done}/{len(x)} rows")
     return predictions, confidence, time.perf_counter() - started
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
 
 
 def run(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from katib_nas_trainer.files import atomic_write
 
 POINTER = "best.json"
 COMPLETE = "COMPLETE"
@@ -101,12 +102,7 @@ def publish(experiment_dir: Path, best: Best) -> bool:
     if complete_record(experiment_dir, best.trial) is None:
         raise ValueError(f"refusing to publish {best.trial}: its record is not complete")
     payload = {**asdict(best), "model": best.model, "published_at": time.time()}
-    tmp = experiment_dir / f".{POINTER}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=2, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(experiment_dir / POINTER)
+    atomic_write(experiment_dir / POINTER, json.dumps(payload, indent=2, sort_keys=True).encode())
     return True
 
 

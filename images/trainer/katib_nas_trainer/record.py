@@ -6,24 +6,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .files import atomic_write
+
 COMPLETE = "COMPLETE"
 FILES = ("params.json", "status.json", "curve.json", "checkpoint.pt", "weights.pt", "model.onnx", "metrics.json")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
 
 
 def write_json(path: Path, payload: Any) -> None:
