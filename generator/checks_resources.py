@@ -331,6 +331,18 @@ def _storage(
     if "ReadWriteMany" in modes:
         return
     mounting = {n.name for w in workloads for n in nodes if eligible(n, w) and n.fits(w.demand)}
+    es = values.experiment.earlyStopping
+    if es.enabled and es.algorithmName != "medianstop" and (len(mounting) > 1 or modes == ["ReadWriteOncePod"]):
+        where = (
+            f"{len(mounting)} nodes" if len(mounting) > 1 else "pods that cannot all mount a ReadWriteOncePod volume"
+        )
+        yield (
+            "experiment.earlyStopping.algorithmName",
+            f"{es.algorithmName} has each trial read the other trials' curves from the model PVC, but trials run on "
+            f"{where} of profile {profile.name} and {'/'.join(modes)} does not let them share it; use "
+            "persistence.accessModes=[ReadWriteMany] with an RWX storage class, or algorithmName=medianstop",
+            False,
+        )
     if len(mounting) > 1:
         yield (
             "persistence.accessModes",

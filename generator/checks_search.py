@@ -59,7 +59,7 @@ def check_search(values: ChartValues, release: str) -> Iterator[Finding]:
     yield from _objective(e)
     yield from _space(e)
     yield from _algorithm(e)
-    yield from _early_stopping(e)
+    yield from _early_stopping(values)
     yield from _collector(values)
     yield from _trial_template(values)
     if values.trial.image.repository.endswith(TRAINER_REPOSITORY_SUFFIX):
@@ -92,8 +92,8 @@ def _names(values: ChartValues, release: str) -> Iterator[Finding]:
             f"which must fit in 63, so use at most {limit}",
         )
     services: list[str] = [values.experiment.algorithm.algorithmName]
-    if values.experiment.earlyStopping.enabled:
-        services.append(values.experiment.earlyStopping.algorithmName)
+    if values.experiment.earlyStopping.enabled and values.experiment.earlyStopping.algorithmName == "medianstop":
+        services.append("medianstop")  # the katib-nas rules run in the trainer, not as a Katib service
     for service in services:
         if len(name) + 1 + len(service) > K8S_NAME_MAX:
             yield (
@@ -347,11 +347,14 @@ def _pbt(settings: dict[str, str], path: str) -> Iterator[Finding]:
             yield (path, "pbt resample_probability must be between 0 and 1")
 
 
-def _early_stopping(e: Experiment) -> Iterator[Finding]:
-    es = e.earlyStopping
+def _early_stopping(values: ChartValues) -> Iterator[Finding]:
+    es = values.experiment.earlyStopping
     if not es.enabled:
         return
     path = "experiment.earlyStopping.algorithmSettings"
+    known = ("min_trials_required", "start_step") + (
+        ("reduction_factor",) if es.algorithmName == "successive-halving" else ()
+    )
     for i, s in enumerate(es.algorithmSettings):
         value = str(s.value)
         if s.name == "min_trials_required":
@@ -360,9 +363,20 @@ def _early_stopping(e: Experiment) -> Iterator[Finding]:
         elif s.name == "start_step":
             if not _INT_SETTING.match(value) or int(value) < 1:
                 yield (f"{path}[{i}].value", f"start_step must be an integer >= 1, not {value!r}")
+        elif s.name == "reduction_factor" and s.name in known:
+            if not _INT_SETTING.match(value) or int(value) < 2:
+                yield (f"{path}[{i}].value", f"reduction_factor must be an integer >= 2, not {value!r}")
         else:
-            yield (f"{path}[{i}].name", f"medianstop has no setting {s.name!r}; use min_trials_required or start_step")
-    kind = e.metricsCollector.kind
+            yield (f"{path}[{i}].name", f"{es.algorithmName} has no setting {s.name!r}; use {' or '.join(known)}")
+    if es.algorithmName != "medianstop":
+        if not values.trial.image.repository.endswith(TRAINER_REPOSITORY_SUFFIX):
+            yield (
+                "experiment.earlyStopping.algorithmName",
+                f"{es.algorithmName} is applied by the katib-nas trainer (its --early-stopping flags), not by "
+                f"{values.trial.image.repository}; use algorithmName=medianstop with your own trainer",
+            )
+        return
+    kind = values.experiment.metricsCollector.kind
     if kind not in EARLY_STOPPING_COLLECTORS:
         yield (
             "experiment.earlyStopping.enabled",

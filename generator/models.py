@@ -95,11 +95,17 @@ class Algorithm(StrictModel):
 
 
 class EarlyStopping(StrictModel):
-    enabled: bool = Field(True, description="Stop trials that do worse than the median of the others.")
-    algorithmName: Literal["medianstop"] = Field("medianstop", description="Katib early-stopping algorithm.")
+    enabled: bool = Field(True, description="Stop trials that do worse than the others.")
+    algorithmName: Literal["median", "successive-halving", "medianstop"] = Field(
+        "median",
+        description="`median` (the median of the trials' running averages, checked every epoch) or "
+        "`successive-halving`: applied by the katib-nas trainer from the curves the trials write to the "
+        "shared model PVC, with no Katib service. `medianstop`: Katib's own service.",
+    )
     algorithmSettings: list[Setting] = Field(
         default_factory=lambda: [Setting(name="min_trials_required", value="3"), Setting(name="start_step", value="4")],
-        description="Settings: `min_trials_required` (> 0), `start_step` (>= 1).",
+        description="Settings: `min_trials_required` (> 0), `start_step` (>= 1); successive-halving also "
+        "`reduction_factor` (>= 2, default 3).",
     )
 
 

@@ -206,7 +206,6 @@ def test_profile_render_matches_golden(path: Path, request: pytest.FixtureReques
 READ_ELSEWHERE = {
     "profile": "NOTES.txt only (charts/katib-nas/tests/notes_test.yaml)",
     "capabilities.assumeCRDs": "the CRD guard (experiment_test.yaml, server_test.yaml)",
-    "experiment.earlyStopping.algorithmName": "a one-value enum (medianstop); rendered, see the defaults snapshot",
 }
 # Values whose generic mutation would be invalid, with a valid change instead.
 MUTATIONS: dict[str, Any] = {
@@ -218,6 +217,7 @@ MUTATIONS: dict[str, Any] = {
     "experiment.objective.metricStrategies": [{"name": "accuracy", "value": "max"}],
     "experiment.algorithm.algorithmName": "tpe",
     "experiment.algorithm.algorithmSettings": [{"name": "random_state", "value": "1"}],
+    "experiment.earlyStopping.algorithmName": "medianstop",
     "experiment.resumePolicy": "LongRunning",
     "experiment.metricsCollector.kind": "TfEvent",
     "experiment.metricsCollector.source": {"fileSystemPath": {"path": "/tmp/tf", "kind": "Directory"}},

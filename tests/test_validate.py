@@ -232,7 +232,7 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
     (
         "early-stopping-push-collector",
         "microk8s",
-        {"experiment": {"metricsCollector": {"kind": "Push"}}},
+        {"experiment": {"metricsCollector": {"kind": "Push"}, "earlyStopping": {"algorithmName": "medianstop"}}},
         [
             "{f}: experiment.earlyStopping.enabled: early stopping needs a collector that reads metrics as they are "
             "reported (StdOut, File or TfEvent), not Push; set metricsCollector.kind=StdOut or "
@@ -245,6 +245,40 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
         "microk8s",
         {"experiment": {"earlyStopping": {"algorithmSettings": [{"name": "start_step", "value": "0"}]}}},
         ["{f}: experiment.earlyStopping.algorithmSettings[0].value: start_step must be an integer >= 1, not '0'"],
+        2,
+    ),
+    (
+        "halving-reduction-factor-one",
+        "microk8s",
+        {
+            "experiment": {
+                "earlyStopping": {
+                    "algorithmName": "successive-halving",
+                    "algorithmSettings": [{"name": "reduction_factor", "value": "1"}],
+                }
+            }
+        },
+        ["{f}: experiment.earlyStopping.algorithmSettings[0].value: reduction_factor must be an integer >= 2, not '1'"],
+        2,
+    ),
+    (
+        "median-has-no-reduction-factor",
+        "microk8s",
+        {"experiment": {"earlyStopping": {"algorithmSettings": [{"name": "reduction_factor", "value": "3"}]}}},
+        [
+            "{f}: experiment.earlyStopping.algorithmSettings[0].name: median has no setting 'reduction_factor'; "
+            "use min_trials_required or start_step"
+        ],
+        2,
+    ),
+    (
+        "shared-rule-with-another-trainer",
+        "microk8s",
+        {"trial": {"image": {"repository": "example.com/my-trainer"}}},
+        [
+            "{f}: experiment.earlyStopping.algorithmName: median is applied by the katib-nas trainer (its "
+            "--early-stopping flags), not by example.com/my-trainer; use algorithmName=medianstop with your own trainer"
+        ],
         2,
     ),
     (
@@ -287,7 +321,7 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
     (
         "name-too-long-for-trials",
         "microk8s",
-        {"experiment": {"name": "digits-mlp-search-" + "x" * 37}},
+        {"experiment": {"name": "digits-mlp-search-" + "x" * 37, "earlyStopping": {"algorithmName": "medianstop"}}},
         [
             "{f}: experiment.name: Experiment name 'digits-mlp-search-" + "x" * 37 + "' has 55 characters; Katib names "
             "trials <name>-<8 chars>, which must fit in 63, so use at most 54",
@@ -470,9 +504,12 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
         "k3s-gpu",
         {"persistence": {"accessModes": ["ReadWriteOnce"]}},
         [
+            "{f}: experiment.earlyStopping.algorithmName: median has each trial read the other trials' curves from "
+            "the model PVC, but trials run on 2 nodes of profile k3s-gpu and ReadWriteOnce does not let them share "
+            "it; use persistence.accessModes=[ReadWriteMany] with an RWX storage class, or algorithmName=medianstop",
             "{f}: persistence.accessModes: trials and the other pods can land on 2 nodes of profile k3s-gpu "
             "(gpu-worker-1, gpu-worker-2) but ReadWriteOnce lets only one node mount the model PVC, so pods elsewhere "
-            "stay Pending; use [ReadWriteMany] with an RWX storage class, or pin every pod to one node with nodeSelector"
+            "stay Pending; use [ReadWriteMany] with an RWX storage class, or pin every pod to one node with nodeSelector",
         ],
         2,
     ),

@@ -154,3 +154,23 @@ The promotion step of the server image. Takes a dict with "context" and "mode":
 {{- fail (printf "katib-nas: experiment.maxFailedTrialCount (%d) is larger than experiment.maxTrialCount (%d); lower maxFailedTrialCount" (int $e.maxFailedTrialCount) (int $e.maxTrialCount)) }}
 {{- end }}
 {{- end }}
+
+{{/*
+Trainer flags of the katib-nas early-stopping rules (median, successive-halving): each trial reads
+the other trials' curves on the model PVC and stops itself, so no Katib service is involved.
+Katib's own medianstop is rendered in the Experiment's earlyStopping block instead.
+*/}}
+{{- define "katib-nas.earlyStoppingArgs" -}}
+{{- $es := .Values.experiment.earlyStopping -}}
+{{- if and $es.enabled (ne $es.algorithmName "medianstop") -}}
+{{- $flags := dict "start_step" "es-start-step" "min_trials_required" "es-min-trials" "reduction_factor" "es-reduction-factor" -}}
+- {{ printf "--early-stopping=%s" $es.algorithmName | quote }}
+- {{ printf "--es-metric=%s" .Values.experiment.objective.objectiveMetricName | quote }}
+- {{ printf "--es-goal=%s" .Values.experiment.objective.type | quote }}
+{{- range $es.algorithmSettings }}
+{{- if hasKey $flags .name }}
+- {{ printf "--%s=%s" (get $flags .name) (toString .value) | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}

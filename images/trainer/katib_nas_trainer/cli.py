@@ -16,6 +16,7 @@ import torch
 from .data import DataError, load
 from .flags import SEARCH_FLAGS, Spec
 from .record import TrialRecord
+from .stopping import RULES, Rule
 from .train import Run, dry_run, pick_device, seed_everything, train
 
 PROG = "katib-nas-trainer"
@@ -82,7 +83,24 @@ def build_parser() -> Parser:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: the CPUs this pod may use)")
     parser.add_argument("--dry-run", action="store_true", help="one tiny batch end to end; writes no record")
+    stopping = parser.add_argument_group("early stopping across trials (reads the other trials' curves)")
+    stopping.add_argument("--early-stopping", choices=RULES, default="none", help="rule (default: none)")
+    stopping.add_argument("--es-metric", default="accuracy", help="objective metric the rule compares")
+    stopping.add_argument("--es-goal", choices=("maximize", "minimize"), default="maximize")
+    stopping.add_argument(
+        "--es-start-step", type=_typed("es-start-step", _COUNT), default=4, help="first epoch checked"
+    )
+    stopping.add_argument(
+        "--es-min-trials", type=_typed("es-min-trials", _COUNT), default=3, help="peers needed before stopping"
+    )
+    stopping.add_argument(
+        "--es-reduction-factor", type=_typed("es-reduction-factor", _ETA), default=3, help="successive halving's eta"
+    )
     return parser
+
+
+_COUNT = Spec("int", 1, 1, 10000)
+_ETA = Spec("int", 3, 2, 100)
 
 
 def cpu_quota() -> int:
@@ -121,6 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         device=device,
         record=None,
         metrics_file=args.metrics_file,
+        stopping=Rule(
+            args.early_stopping,
+            args.es_metric,
+            args.es_goal == "maximize",
+            args.es_start_step,
+            args.es_min_trials,
+            args.es_reduction_factor,
+        ),
     )
     if args.dry_run:
         return dry_run(run, data)

@@ -21,6 +21,7 @@ from torch import nn
 from .data import Dataset
 from .model import build_model, build_optimizer
 from .record import TrialRecord, read_json, save_torch, write_json
+from .stopping import Rule, peer_curves, should_stop
 
 EXIT_TERMINATED = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
 EVAL_BATCH = 4096
@@ -53,6 +54,17 @@ class Run:
     record: TrialRecord | None
     metrics_file: Path | None = None
     curve: list[dict[str, float]] = field(default_factory=list)
+    stopping: Rule = field(default_factory=Rule)
+
+    def stopped_by_peers(self) -> bool:
+        """Whether the early-stopping rule, applied to the other trials' curves, stops this trial now."""
+        if self.stopping.name == "none" or self.record is None:
+            return False
+        if self.stopping.metric not in self.curve[-1]:
+            return False  # the objective is not a metric the trainer reports: nothing to compare
+        mine = [float(p[self.stopping.metric]) for p in self.curve]
+        others = peer_curves(self.record.root.parent, self.record.root.name, self.stopping.metric)
+        return should_stop(mine, others, self.stopping)
 
 
 def pick_device(requested: str) -> torch.device:
@@ -238,7 +250,7 @@ def train(run: Run, data: Dataset) -> int:
     stop = StopFlag()
     stop.install()
     started = time.perf_counter()
-    ended = "completed"
+    ended, stopped_by = "completed", None
     for epoch in range(start_epoch, run.epochs + 1):
         result = train_epoch(
             model,
@@ -304,7 +316,11 @@ def train(run: Run, data: Dataset) -> int:
         )
         record.status("running", epoch=epoch)
         if bad_epochs >= int(run.params["patience"]):
-            ended = "early_stopped"
+            ended, stopped_by = "early_stopped", "patience"
+            break
+        if epoch < run.epochs and run.stopped_by_peers():
+            ended, stopped_by = "early_stopped", run.stopping.name
+            print(f"stopped by the {run.stopping.name} rule after epoch {epoch}", file=sys.stderr)
             break
         if stop.raised:
             record.status(
@@ -315,7 +331,7 @@ def train(run: Run, data: Dataset) -> int:
             )
             return EXIT_TERMINATED
 
-    return publish(run, data, model, best, best_state, ended, time.perf_counter() - started)
+    return publish(run, data, model, best, best_state, ended, stopped_by, time.perf_counter() - started)
 
 
 def publish(
@@ -325,6 +341,7 @@ def publish(
     best: dict[str, Any],
     best_state: dict[str, torch.Tensor],
     ended: str,
+    stopped_by: str | None,
     seconds: float,
 ) -> int:
     """Write the best epoch's model and the final metrics, then COMPLETE, last."""
@@ -344,6 +361,7 @@ def publish(
     last = run.curve[-1]
     metrics = {
         "ended": ended,
+        "stopped_by": stopped_by,
         "epochs_run": last["epoch"],
         "best_epoch": best["epoch"],
         "accuracy": best["accuracy"],
