@@ -10,11 +10,13 @@ from pathlib import Path
 import yaml
 
 from . import helm
-from .errors import GeneratorError, ValuesError
+from .errors import GeneratorError, LocalRunError, ValuesError
 from .importer import dump_values, import_experiment
 from .profiles import dump_profile
 from .schema import SCHEMA_PATH, schema_drifted, write_schema
 from .validate import DEFAULT_RELEASE, Report, validate_file
+
+DEFAULT_OUT = Path("out")
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -136,6 +138,75 @@ def cmd_profile_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .local.plan import plan
+    from .local.runner import EXIT_INTERRUPTED, LocalRunner
+
+    if not args.local:
+        raise LocalRunError("katib-nas run: only --local is supported; on a cluster use `katib-nas install FILE`")
+    report = _checked(args.file, args.release)
+    assert report.values is not None
+    model_root = args.out / "models"
+    runner = LocalRunner(plan(report, args.release), model_root, parallel=args.parallel)
+    e = report.values.experiment
+    print(
+        f"running {runner.plan.name} locally: {e.maxTrialCount} trials of {report.values.trial.epochs} epochs, "
+        f"{runner.parallel} at a time, {e.algorithm.algorithmName} search, "
+        f"early stopping {e.earlyStopping.algorithmName if e.earlyStopping.enabled else 'off'}; "
+        f"records in {runner.experiment_dir}",
+        file=sys.stderr,
+    )
+    summary = runner.run()
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    saved = summary.epochs_planned - summary.epochs_run
+    print(
+        f"{summary.completed} trials done ({summary.stopped_early} stopped early), {summary.failed} failed in "
+        f"{summary.seconds:.0f}s; {summary.epochs_run} of {summary.epochs_planned} planned epochs run "
+        f"({saved} saved by early stopping and patience)"
+    )
+    if summary.best is None:
+        raise LocalRunError(f"{args.file}: no trial completed; see the logs in {runner.logs}")
+    print(
+        f"best model: {summary.best['trial']} ({summary.best['metric']}={summary.best['value']:.4f}), "
+        f"{runner.experiment_dir / summary.best['model']}"
+    )
+    if report.values.batchInference.enabled:
+        from katib_nas_server import batch
+
+        batch_args = argparse.Namespace(
+            experiment_dir=runner.experiment_dir,
+            dataset=report.values.batchInference.dataset,
+            batch_size=report.values.batchInference.batchSize,
+            output_dir=None,
+            data_dir=None,
+        )
+        try:
+            batch.run(batch_args, lambda line: print(line, file=sys.stderr))
+        except batch.BatchError as exc:
+            raise LocalRunError(f"{args.file}: batchInference: {exc}") from None
+    print(f"serve it: katib-nas serve {args.file}" + (f" --out {args.out}" if args.out != DEFAULT_OUT else ""))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from .local.plan import experiment_name
+
+    report = _checked(args.file, args.release)
+    assert report.values is not None
+    experiment_dir = args.out / "models" / experiment_name(report, args.release)
+    if not (experiment_dir / "best.json").is_file():
+        raise LocalRunError(f"{args.file}: no best model in {experiment_dir}; run `katib-nas run --local {args.file}`")
+    os.environ["MODEL_DIR"] = str(experiment_dir)
+    os.environ.setdefault("MODEL_NAME", report.values.server.modelName)
+    from katib_nas_server.__main__ import main as server_main
+
+    print(f"serving {experiment_dir} on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
+    return server_main(["serve", f"--host={args.host}", f"--port={args.port}"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="katib-nas", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +234,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kubeconfig", type=Path)
     p.add_argument("--kube-context")
     p.set_defaults(func=cmd_install)
+
+    p = sub.add_parser("run", help="run the Experiment: --local runs it on this machine with no cluster")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--local", action="store_true", help="trials as local processes (the only mode so far)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="records go to OUT/models (default: %(default)s)")
+    p.add_argument("--parallel", type=int, help="trials at once (default: parallelTrialCount, capped by cores)")
+    release_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("serve", help="serve the best model of a local run")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    release_options(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("schema", help="write charts/katib-nas/values.schema.json from the models")
     p.add_argument("--check", action="store_true", help="exit 1 if the committed schema is out of date")

@@ -50,3 +50,7 @@ class HelmError(GeneratorError):
     def __init__(self, message: str, stderr: str = "") -> None:
         super().__init__(message)
         self.stderr = stderr
+
+
+class LocalRunError(GeneratorError, ValueError):
+    """A values file describes something the local runner cannot do, or the local run failed."""

@@ -1,0 +1,67 @@
+"""What a local trial runs: taken from the chart's own rendered Experiment, so a local trial gets
+exactly the command and flags a trial pod would get on the cluster."""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import helm
+from ..checks_search import experiment_name as _experiment_name
+from ..models import ChartValues
+from ..validate import Report
+
+REFERENCE = re.compile(r"\$\{trialParameters\.([^}]+)\}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str  # the Experiment's name: records go to <model root>/<name>/<trial>/
+    values: ChartValues
+    command: list[str]
+    args: list[str]  # with ${trialParameters.X} references, as in the trial template
+    references: dict[str, str]  # trialParameter name -> experiment parameter (or ${trialSpec.Name})
+    mount_path: str
+
+
+def experiment_name(report: Report, release: str) -> str:
+    assert report.values is not None
+    return _experiment_name(release, report.values)
+
+
+def plan(report: Report, release: str) -> Plan:
+    assert report.values is not None and report.profile is not None
+    docs = helm.template(
+        report.raw,
+        release=release,
+        namespace="default",
+        kube_version=f"{report.profile.kubernetesVersion}.0",
+        api_versions=[helm.KATIB_API],
+    )
+    experiment: dict[str, Any] = next(d for d in docs if d.get("kind") == "Experiment")
+    template = experiment["spec"]["trialTemplate"]
+    container = template["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    return Plan(
+        name=experiment["metadata"]["name"],
+        values=report.values,
+        command=list(container["command"]),
+        args=list(container.get("args", [])),
+        references={p["name"]: p["reference"] for p in template["trialParameters"]},
+        mount_path=report.values.persistence.mountPath,
+    )
+
+
+def trial_argv(p: Plan, params: dict[str, str], trial: str, model_root: Path) -> list[str]:
+    """The trial's command line: parameters substituted as Katib would, the PVC's mount path mapped
+    to the local model root, and the image's `python` to this interpreter."""
+
+    def value(match: re.Match[str]) -> str:
+        reference = p.references[match.group(1)]
+        return trial if reference == "${trialSpec.Name}" else params[reference]
+
+    command = [sys.executable if i == 0 and c in ("python", "python3") else c for i, c in enumerate(p.command)]
+    args = [REFERENCE.sub(value, a).replace(f"={p.mount_path}", f"={model_root}") for a in p.args]
+    return command + args

@@ -1,0 +1,43 @@
+"""Katib's suggestion algorithms mapped to the Optuna samplers that implement the same method."""
+
+from __future__ import annotations
+
+from optuna.samplers import (
+    BaseSampler,
+    CmaEsSampler,
+    GPSampler,
+    GridSampler,
+    QMCSampler,
+    RandomSampler,
+    TPESampler,
+)
+
+from ..errors import LocalRunError
+from ..models import Experiment
+from .space import grid
+
+LOCAL = ("random", "tpe", "multivariate-tpe", "grid", "cmaes", "sobol", "bayesianoptimization")
+
+
+def sampler_for(experiment: Experiment, source: str, seed: int) -> BaseSampler:
+    name = experiment.algorithm.algorithmName
+    settings = {s.name: str(s.value) for s in experiment.algorithm.algorithmSettings}
+    seed = int(settings.get("random_state", seed))
+    if name == "random":
+        return RandomSampler(seed=seed)
+    if name in ("tpe", "multivariate-tpe"):
+        startup = int(settings.get("n_startup_trials", 10))
+        return TPESampler(seed=seed, n_startup_trials=startup, multivariate=name == "multivariate-tpe")
+    if name == "grid":
+        return GridSampler(grid(experiment.parameters), seed=seed)
+    if name == "cmaes":
+        sigma = settings.get("sigma")
+        return CmaEsSampler(seed=seed, sigma0=float(sigma) if sigma else None)
+    if name == "sobol":
+        return QMCSampler(qmc_type="sobol", scramble=True, seed=seed)
+    if name == "bayesianoptimization":
+        return GPSampler(seed=seed)
+    raise LocalRunError(
+        f"{source}: experiment.algorithm.algorithmName: {name} has no local equivalent; run it on a cluster, "
+        f"or use one of {', '.join(LOCAL)} locally"
+    )
