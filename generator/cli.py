@@ -207,6 +207,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return server_main(["serve", f"--host={args.host}", f"--port={args.port}"])
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .local.plan import experiment_name
+    from .report import write_report
+
+    report = _checked(args.file, args.release)
+    assert report.values is not None
+    experiment_dir = args.experiment_dir or args.out / "models" / experiment_name(report, args.release)
+    page = write_report(experiment_dir, report.values.experiment, args.output or experiment_dir / "report")
+    print(f"wrote {page} (and its PNGs)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="katib-nas", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -250,6 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     release_options(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("report", help="HTML report and PNGs of a search, from its trial records")
+    p.add_argument("file", type=Path, metavar="FILE", help="the values file the search ran")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="a local run's --out (default: %(default)s)")
+    p.add_argument("--experiment-dir", type=Path, help="trial records elsewhere, e.g. copied off a cluster's model PVC")
+    p.add_argument("-o", "--output", type=Path, help="report folder (default: <experiment dir>/report)")
+    release_options(p)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("schema", help="write charts/katib-nas/values.schema.json from the models")
     p.add_argument("--check", action="store_true", help="exit 1 if the committed schema is out of date")

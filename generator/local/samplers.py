@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+
+from optuna.exceptions import ExperimentalWarning
 from optuna.samplers import (
     BaseSampler,
     CmaEsSampler,
@@ -32,9 +35,12 @@ def sampler_for(experiment: Experiment, source: str, seed: int) -> BaseSampler:
         return GridSampler(grid(experiment.parameters), seed=seed)
     if name == "cmaes":
         sigma = settings.get("sigma")
-        return CmaEsSampler(seed=seed, sigma0=float(sigma) if sigma else None)
+        # Categorical parameters are drawn at random beside CMA-ES, as Katib's goptuna-based service does.
+        return CmaEsSampler(seed=seed, sigma0=float(sigma) if sigma else None, warn_independent_sampling=False)
     if name == "sobol":
-        return QMCSampler(qmc_type="sobol", scramble=True, seed=seed)
+        with warnings.catch_warnings():  # experimental since Optuna 3.0, stable in use
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return QMCSampler(qmc_type="sobol", scramble=True, seed=seed)
     if name == "bayesianoptimization":
         return GPSampler(seed=seed)
     raise LocalRunError(

@@ -1,0 +1,241 @@
+"""`katib-nas report`: an HTML page and PNGs about a search, built from its trial records (a local
+run's, or a cluster run's copied off the model PVC): the objective per trial over time, learning
+curves with the stopped trials marked, parameter importance, a parallel-coordinates view, and the
+compute early stopping spent and saved."""
+
+from __future__ import annotations
+
+import html
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+from optuna.distributions import BaseDistribution  # noqa: E402
+from optuna.exceptions import ExperimentalWarning  # noqa: E402
+from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
+
+from .errors import LocalRunError  # noqa: E402
+from .local.space import search_space  # noqa: E402
+from .models import Experiment  # noqa: E402
+
+
+@dataclass
+class TrialRecord:
+    name: str
+    params: dict[str, Any]
+    curve: list[float]
+    planned: int
+    value: float | None  # the objective from metrics.json (None: not complete)
+    ended: str  # completed, early_stopped, running, failed, terminated
+    stopped_by: str | None
+    finished: float  # seconds after the first trial started
+
+
+def read_records(experiment_dir: Path, metric: str) -> list[TrialRecord]:
+    records = []
+    starts = [p.stat().st_mtime for p in experiment_dir.glob("*/params.json")]
+    if not starts:
+        raise LocalRunError(f"{experiment_dir}: no trial records (*/params.json); run the search first")
+    t0 = min(starts)
+    for params_path in sorted(experiment_dir.glob("*/params.json")):
+        trial = params_path.parent
+        params = json.loads(params_path.read_text())
+        curve = _json(trial / "curve.json", [])
+        metrics = _json(trial / "metrics.json", {})
+        status = _json(trial / "status.json", {})
+        complete = (trial / "COMPLETE").is_file()
+        finished = (trial / "COMPLETE").stat().st_mtime if complete else (trial / "curve.json").stat().st_mtime
+        records.append(
+            TrialRecord(
+                name=trial.name,
+                params=params.get("params", {}),
+                curve=[float(p[metric]) for p in curve if metric in p],
+                planned=int(params.get("epochs", len(curve))),
+                value=float(metrics[metric]) if complete and metric in metrics else None,
+                ended=metrics.get("ended", status.get("state", "running"))
+                if complete
+                else status.get("state", "running"),
+                stopped_by=metrics.get("stopped_by"),
+                finished=finished - t0,
+            )
+        )
+    return records
+
+
+def _json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def rebuild_study(records: list[TrialRecord], experiment: Experiment) -> optuna.Study:
+    """An in-memory Optuna study of the complete trials, for Optuna's importance and parallel plots."""
+    space: dict[str, BaseDistribution] = search_space(experiment.parameters)
+    study = optuna.create_study(direction=experiment.objective.type)
+    for r in records:
+        if r.value is None:
+            continue
+        params = {}
+        for name, dist in space.items():
+            value = r.params.get(name)
+            if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                value = str(value)
+            params[name] = value
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=space,
+                value=r.value,
+                intermediate_values=dict(enumerate(r.curve, start=1)),
+            )
+        )
+    return study
+
+
+def _stopped(r: TrialRecord) -> bool:
+    return r.stopped_by not in (None, "patience")
+
+
+def write_report(experiment_dir: Path, experiment: Experiment, out: Path) -> Path:
+    metric = experiment.objective.objectiveMetricName
+    records = read_records(experiment_dir, metric)
+    out.mkdir(parents=True, exist_ok=True)
+    images: list[tuple[str, str]] = []
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    done = sorted((r for r in records if r.value is not None), key=lambda r: r.finished)
+    for stopped, marker, label in ((False, "o", "ran to the end"), (True, "x", "stopped early")):
+        points = [r for r in done if _stopped(r) == stopped]
+        ax.scatter([r.finished for r in points], [r.value or 0.0 for r in points], marker=marker, label=label)
+    best, best_line = None, []
+    for r in done:
+        assert r.value is not None
+        if best is None or (r.value > best if experiment.objective.type == "maximize" else r.value < best):
+            best = r.value
+        best_line.append(best)
+    ax.step([r.finished for r in done], best_line, where="post", color="grey", label="best so far")
+    ax.set(xlabel="seconds since the first trial started", ylabel=metric, title="Objective per trial over time")
+    ax.legend()
+    images.append(_save(fig, out / "objective.png", "Objective per trial over time"))
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for r in records:
+        epochs = range(1, len(r.curve) + 1)
+        if _stopped(r):
+            ax.plot(epochs, r.curve, linestyle="--", color="tab:red", alpha=0.7)
+            ax.plot([len(r.curve)], [r.curve[-1]], marker="x", color="tab:red")
+        else:
+            ax.plot(epochs, r.curve, color="tab:blue", alpha=0.7)
+    ax.plot([], [], color="tab:blue", label="ran to the end")
+    ax.plot([], [], linestyle="--", marker="x", color="tab:red", label="stopped early (x: where)")
+    ax.set(xlabel="epoch", ylabel=f"validation {metric}", title="Learning curves")
+    ax.legend()
+    images.append(_save(fig, out / "curves.png", "Learning curves"))
+
+    study = rebuild_study(records, experiment)
+    if len(study.trials) >= 2:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)  # Optuna's matplotlib plots
+            ax = optuna_plots.plot_param_importances(study)
+            images.append(_save(ax.figure, out / "importance.png", "Parameter importance (fANOVA)"))
+            ax = optuna_plots.plot_parallel_coordinate(study)
+            images.append(_save(ax.figure, out / "parallel.png", "Parallel coordinates"))
+
+    run = sum(len(r.curve) for r in records)
+    planned = sum(r.planned for r in records)
+    saved_rule = sum(r.planned - len(r.curve) for r in records if _stopped(r))
+    saved_patience = sum(r.planned - len(r.curve) for r in records if r.stopped_by == "patience")
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    names = [r.name.rsplit("-", 1)[-1] for r in records]
+    ax.bar(names, [len(r.curve) for r in records], label="epochs run")
+    ax.bar(
+        names,
+        [r.planned - len(r.curve) if r.value is not None else 0 for r in records],
+        bottom=[len(r.curve) for r in records],
+        color="lightgrey",
+        label="epochs saved",
+    )
+    ax.set(xlabel="trial", ylabel="epochs", title=f"Compute: {run} of {planned} planned epochs run")
+    ax.tick_params(axis="x", labelrotation=90)
+    ax.legend()
+    images.append(_save(fig, out / "compute.png", "Compute spent and saved"))
+
+    summary = {
+        "trials": len(records),
+        "complete": len(done),
+        "stopped_early": sum(_stopped(r) for r in records),
+        "epochs_run": run,
+        "epochs_planned": planned,
+        "epochs_saved_by_rule": saved_rule,
+        "epochs_saved_by_patience": saved_patience,
+        "best": _json(experiment_dir / "best.json", None),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    page = out / "index.html"
+    page.write_text(_html(experiment_dir, metric, records, images, summary), encoding="utf-8")
+    return page
+
+
+def _save(fig: Any, path: Path, title: str) -> tuple[str, str]:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name, title
+
+
+def _html(
+    experiment_dir: Path, metric: str, records: list[TrialRecord], images: list[tuple[str, str]], s: dict[str, Any]
+) -> str:
+    best = s["best"] or {}
+    searched = sorted({k for r in records for k in r.params} & set(_varying(records)))
+    rows = "".join(
+        "<tr><td>{}</td>{}<td>{}</td><td>{}/{}</td><td>{}</td></tr>".format(
+            html.escape(r.name),
+            "".join(f"<td>{html.escape(_fmt(r.params.get(k)))}</td>" for k in searched),
+            "" if r.value is None else f"{r.value:.4f}",
+            len(r.curve),
+            r.planned,
+            html.escape(r.ended + (f" ({r.stopped_by})" if r.stopped_by else "")),
+        )
+        for r in records
+    )
+    figures = "".join(
+        f'<figure><img src="{n}" alt="{html.escape(t)}"><figcaption>{html.escape(t)}</figcaption></figure>'
+        for n, t in images
+    )
+    saved = s["epochs_planned"] - s["epochs_run"]
+    header = "".join(f"<th>{html.escape(k)}</th>" for k in searched)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>katib-nas report: {html.escape(experiment_dir.name)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#1d2330}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #c8ccd4;padding:.2rem .5rem;text-align:right}}figure{{display:inline-block;margin:1rem}}
+img{{max-width:720px}}</style></head><body>
+<h1>Search report: {html.escape(experiment_dir.name)}</h1>
+<p>{s["trials"]} trials, {s["complete"]} complete, {s["stopped_early"]} stopped early by the rule.
+Best: <b>{html.escape(str(best.get("trial", "-")))}</b> ({metric} = {best.get("value", float("nan")):.4f}).</p>
+<p>Compute: {s["epochs_run"]} of {s["epochs_planned"]} planned epochs run; {saved} saved
+({s["epochs_saved_by_rule"]} by the early-stopping rule, {s["epochs_saved_by_patience"]} by patience).</p>
+{figures}
+<h2>Trials</h2>
+<table><tr><th>trial</th>{header}<th>{metric}</th><th>epochs</th><th>ended</th></tr>
+{rows}</table>
+</body></html>
+"""
+
+
+def _varying(records: list[TrialRecord]) -> list[str]:
+    keys = {k for r in records for k in r.params}
+    return [k for k in keys if len({json.dumps(r.params.get(k)) for r in records}) > 1]
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
