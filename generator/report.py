@@ -83,12 +83,12 @@ def rebuild_study(records: list[TrialRecord], experiment: Experiment) -> optuna.
     for r in records:
         if r.value is None:
             continue
-        params = {}
-        for name, dist in space.items():
-            value = r.params.get(name)
-            if isinstance(dist, optuna.distributions.CategoricalDistribution):
-                value = str(value)
-            params[name] = value
+        params = {name: _as_param(r.params.get(name), dist) for name, dist in space.items()}
+        if any(
+            v is None or not dist._contains(dist.to_internal_repr(v))
+            for v, dist in zip(params.values(), space.values(), strict=True)
+        ):
+            continue  # a record from another search space
         study.add_trial(
             optuna.trial.create_trial(
                 params=params,
@@ -98,6 +98,21 @@ def rebuild_study(records: list[TrialRecord], experiment: Experiment) -> optuna.
             )
         )
     return study
+
+
+def _as_param(value: Any, dist: BaseDistribution) -> Any:
+    """The record's parsed flag value in the distribution's terms (a categorical "0.00001" is 1e-05 on disk)."""
+    if not isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return value
+    for choice in dist.choices:
+        if str(choice) == str(value):
+            return choice
+        try:
+            if float(str(choice)) == float(value):
+                return choice
+        except (TypeError, ValueError):
+            continue
+    return None
 
 
 def _stopped(r: TrialRecord) -> bool:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
+from optuna import Study
 from optuna.exceptions import ExperimentalWarning
 from optuna.samplers import (
     BaseSampler,
@@ -14,12 +16,21 @@ from optuna.samplers import (
     RandomSampler,
     TPESampler,
 )
+from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import LocalRunError
 from ..models import Experiment
 from .space import grid
 
 LOCAL = ("random", "tpe", "multivariate-tpe", "grid", "cmaes", "sobol", "bayesianoptimization")
+
+
+class _Grid(GridSampler):
+    """GridSampler without its study.stop() once the grid is used up: that only works inside
+    study.optimize, and the runner stops by maxTrialCount (the generator caps it at the grid size)."""
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        return None
 
 
 def sampler_for(experiment: Experiment, source: str, seed: int) -> BaseSampler:
@@ -32,7 +43,7 @@ def sampler_for(experiment: Experiment, source: str, seed: int) -> BaseSampler:
         startup = int(settings.get("n_startup_trials", 10))
         return TPESampler(seed=seed, n_startup_trials=startup, multivariate=name == "multivariate-tpe")
     if name == "grid":
-        return GridSampler(grid(experiment.parameters), seed=seed)
+        return _Grid(grid(experiment.parameters), seed=seed)
     if name == "cmaes":
         sigma = settings.get("sigma")
         # Categorical parameters are drawn at random beside CMA-ES, as Katib's goptuna-based service does.

@@ -1,0 +1,177 @@
+"""The local runner end to end on digits: real trainer processes, Optuna, the best pointer, batch
+scoring, Ctrl-C and resume, and the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from generator.errors import LocalRunError
+from generator.local.plan import plan, trial_argv
+from generator.local.samplers import sampler_for
+from generator.models import Algorithm, Experiment
+from generator.validate import validate_file
+
+from .conftest import ROOT, by_kind, helm_template, tool_env
+
+BASE = yaml.safe_load((ROOT / "values" / "microk8s.yaml").read_text())
+
+
+def values_file(tmp_path: Path, experiment: dict[str, Any], trial: dict[str, Any]) -> Path:
+    data = {**BASE, "experiment": {**BASE["experiment"], **experiment}, "trial": {**BASE["trial"], **trial}}
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def katib_nas(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "generator", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=tool_env(), cwd=ROOT, timeout=600, **kwargs)
+
+
+# Two learning rates that learn and two that barely move, tried one at a time in the grid's seeded
+# order (a good one first), so the median rule has a finished peer when the weak ones run.
+SEARCH: dict[str, Any] = {
+    "name": "digits-local",
+    "parallelTrialCount": 1,
+    "maxTrialCount": 4,
+    "maxFailedTrialCount": 1,
+    "algorithm": {"algorithmName": "grid", "algorithmSettings": [{"name": "random_state", "value": "1"}]},
+    "parameters": [
+        {
+            "name": "lr",
+            "parameterType": "categorical",
+            "feasibleSpace": {"list": ["0.00001", "0.00002", "0.01", "0.02"]},
+        }
+    ],
+    "earlyStopping": {
+        "algorithmName": "median",
+        "algorithmSettings": [{"name": "min_trials_required", "value": "1"}, {"name": "start_step", "value": "2"}],
+    },
+}
+TRIAL: dict[str, Any] = {"epochs": 6, "extraArgs": ["--units=64", "--num-layers=1", "--optimizer=sgd"]}
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+    tmp = tmp_path_factory.mktemp("local")
+    values = values_file(tmp, SEARCH, TRIAL)
+    proc = katib_nas("run", "--local", str(values), "--out", str(tmp / "out"))
+    return proc, values, tmp / "out" / "models" / "digits-local"
+
+
+def test_a_local_search_ends_with_a_best_model_and_batch_predictions(
+    local_run: tuple[subprocess.CompletedProcess[str], Path, Path],
+) -> None:
+    proc, _, experiment = local_run
+    assert proc.returncode == 0, proc.stderr
+    best = json.loads((experiment / "best.json").read_text())
+    record = experiment / best["trial"]
+    assert (record / "COMPLETE").is_file() and (record / "model.onnx").is_file()
+    assert best["value"] == max(
+        json.loads(m.read_text())["accuracy"] for m in experiment.glob("digits-local-*/metrics.json")
+    )
+    trials = sorted(p.name for p in experiment.glob("digits-local-*"))
+    assert trials == [f"digits-local-000{i}" for i in range(4)]
+    summary = json.loads((experiment / "batch" / "summary.json").read_text())
+    assert summary["trial"] == best["trial"] and summary["count"] == 359
+    assert "4 trials done" in proc.stdout and f"best model: {best['trial']}" in proc.stdout
+
+
+def test_weak_trials_are_stopped_by_the_median_rule(
+    local_run: tuple[subprocess.CompletedProcess[str], Path, Path],
+) -> None:
+    _, _, experiment = local_run
+    metrics = {m.parent.name: json.loads(m.read_text()) for m in experiment.glob("digits-local-*/metrics.json")}
+    stopped = [name for name, m in metrics.items() if m["stopped_by"] == "median"]
+    assert stopped, metrics
+    params = {p.parent.name: json.loads(p.read_text())["params"]["lr"] for p in experiment.glob("*/params.json")}
+    assert {name for name, lr in params.items() if lr < 0.001} <= set(stopped)  # the two that barely learn
+    assert all(metrics[name]["epochs_run"] < 6 for name in stopped)
+    best = json.loads((experiment / "best.json").read_text())["trial"]
+    assert metrics[best]["ended"] == "completed"
+
+
+def test_the_report_shows_the_search(local_run: tuple[subprocess.CompletedProcess[str], Path, Path]) -> None:
+    proc, values, experiment = local_run
+    out = values.parent / "out"
+    report = katib_nas("report", str(values), "--out", str(out))
+    assert report.returncode == 0, report.stderr
+    folder = experiment / "report"
+    for name in ("objective.png", "curves.png", "importance.png", "parallel.png", "compute.png"):
+        assert (folder / name).stat().st_size > 5_000, name
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["trials"] == 4 and summary["stopped_early"] >= 1
+    assert summary["epochs_run"] < summary["epochs_planned"] == 24
+    page = (folder / "index.html").read_text()
+    assert summary["best"]["trial"] in page and 'src="curves.png"' in page
+
+
+def test_local_trials_get_the_flags_a_trial_pod_gets(tmp_path: Path) -> None:
+    values = values_file(tmp_path, SEARCH, TRIAL)
+    report = validate_file(values)
+    p = plan(report, "nas")
+    argv = trial_argv(p, {"lr": "0.01"}, "digits-local-0007", tmp_path / "models")
+    docs = helm_template(values)
+    container = by_kind(docs, "Experiment")[0]["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    expected = [
+        a.replace("${trialParameters.lr}", "0.01")
+        .replace("${trialParameters.trialName}", "digits-local-0007")
+        .replace("=/models", f"={tmp_path / 'models'}")
+        for a in container["args"]
+    ]
+    assert argv == [sys.executable, "-m", "katib_nas_trainer", *expected]
+    assert "--early-stopping=median" in argv and "--es-start-step=2" in argv
+
+
+def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path: Path) -> None:
+    search = {**SEARCH, "maxTrialCount": 2, "earlyStopping": {"enabled": False}}
+    values = values_file(tmp_path, search, {"epochs": 40, "extraArgs": [*TRIAL["extraArgs"], "--patience=100"]})
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "generator", "run", "--local", str(values), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tool_env(), cwd=ROOT)
+    first = out / "models" / "digits-local" / "digits-local-0000"
+    deadline = time.monotonic() + 120
+    while not (first / "curve.json").is_file() or len(json.loads((first / "curve.json").read_text())) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted: 1 running trial(s) saved their checkpoints" in stderr
+    assert not (first / "COMPLETE").exists()
+    assert json.loads((first / "status.json").read_text())["state"] == "terminated"
+
+    again = katib_nas("run", "--local", str(values), "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert "1 interrupted trial(s) start again" in again.stderr
+    assert "resuming" in (out / "models" / "digits-local" / ".logs" / "digits-local-0000.log").read_text()
+    assert json.loads((first / "metrics.json").read_text())["epochs_run"] == 40
+    assert sorted(p.name for p in first.parent.glob("digits-local-*")) == ["digits-local-0000", "digits-local-0001"]
+
+
+def test_failed_trials_past_max_failed_trial_count_stop_the_run(tmp_path: Path) -> None:
+    values = values_file(tmp_path, SEARCH, {**TRIAL, "extraArgs": ["--units=0"]})
+    proc = katib_nas("run", "--local", str(values), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "2 trials failed, more than experiment.maxFailedTrialCount=1; see the logs in "
+        f"{tmp_path / 'out' / 'models' / 'digits-local' / '.logs'}"
+    )
+
+
+@pytest.mark.parametrize("name", ["enas", "darts", "hyperband", "pbt"])
+def test_algorithms_without_a_local_equivalent_are_refused(name: str) -> None:
+    with pytest.raises(LocalRunError, match=f"f.yaml: experiment.algorithm.algorithmName: {name} has no local"):
+        sampler_for(Experiment(algorithm=Algorithm.model_validate({"algorithmName": name})), "f.yaml", 0)
