@@ -54,28 +54,26 @@ docs: tools
 ct-lint: setup
 	ct lint --config ci/ct.yaml --charts charts/katib-nas
 
-# The main job until the local runner lands: validate both shipped profiles, render their
-# releases to out/ with the pinned helm, run one trial of the trainer on digits (offline), publish
-# it as the best model and batch-score the digits test split with it, as the chart's pods do.
+# The main job: check both shipped values files and render their releases to out/, then run the
+# microk8s file's search on this machine with no cluster (digits, offline): trials, early stopping,
+# the best model, batch predictions, and the search report. Running it again resumes or reuses it.
 run: setup
 	katib-nas validate values/microk8s.yaml values/k3s-gpu.yaml
 	katib-nas render values/microk8s.yaml -o out/microk8s.yaml
 	katib-nas render values/k3s-gpu.yaml -o out/k3s-gpu.yaml
-	$(PY) -W ignore -m katib_nas_trainer --dataset digits --output-dir out/models --experiment demo \
-		--trial-name demo-mlp --epochs 30 --patience 30 --units 256 --lr 0.002
-	$(PY) -m katib_nas_server promote --first --source records --experiment demo --model-root out/models
-	$(PY) -m katib_nas_server batch --experiment-dir out/models/demo --dataset digits
-	@echo "trial record: out/models/demo/demo-mlp; predictions: out/models/demo/batch; serve it with: make serve"
+	katib-nas run --local values/microk8s.yaml --out out
+	katib-nas report values/microk8s.yaml --out out
 
 # The inference server on the best model of `make run` (http://127.0.0.1:8080/ to draw a digit).
 serve: setup
-	MODEL_DIR=out/models/demo $(PY) -m katib_nas_server serve --host 127.0.0.1 --port 8080
+	katib-nas serve values/microk8s.yaml --out out
 
 bench: setup
 	@command -v wrk >/dev/null || bash ci/install-debian.sh wrk
 	$(PY) bench/bench_generator.py
 	$(PY) -W ignore bench/bench_trainer.py
 	$(PY) -W ignore bench/bench_server.py
+	$(PY) -W ignore bench/bench_stopping.py
 
 all: test bench
 

@@ -213,8 +213,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     report = _checked(args.file, args.release)
     assert report.values is not None
-    experiment_dir = args.experiment_dir or args.out / "models" / experiment_name(report, args.release)
-    page = write_report(experiment_dir, report.values.experiment, args.output or experiment_dir / "report")
+    name = experiment_name(report, args.release)
+    experiment_dir = args.experiment_dir or args.out / "models" / name
+    records = None
+    if args.cluster:
+        from .report import cluster_trials, records_from_trials
+
+        e = report.values.experiment
+        trials = cluster_trials(name, args.namespace, args.kubeconfig, args.kube_context)
+        records = records_from_trials(
+            trials, e.objective.objectiveMetricName, e.objective.type == "maximize", report.values.trial.epochs
+        )
+        experiment_dir = args.out / "cluster" / name
+    page = write_report(experiment_dir, report.values.experiment, args.output or experiment_dir / "report", records)
     print(f"wrote {page} (and its PNGs)")
     return 0
 
@@ -267,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, metavar="FILE", help="the values file the search ran")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="a local run's --out (default: %(default)s)")
     p.add_argument("--experiment-dir", type=Path, help="trial records elsewhere, e.g. copied off a cluster's model PVC")
+    p.add_argument("--cluster", action="store_true", help="read the Experiment's Trials through the kubeconfig")
+    p.add_argument("--namespace", default="default", help="with --cluster (default: %(default)s)")
+    p.add_argument("--kubeconfig")
+    p.add_argument("--kube-context")
     p.add_argument("-o", "--output", type=Path, help="report folder (default: <experiment dir>/report)")
     release_options(p)
     p.set_defaults(func=cmd_report)

@@ -69,6 +69,60 @@ def read_records(experiment_dir: Path, metric: str) -> list[TrialRecord]:
     return records
 
 
+def records_from_trials(trials: list[dict[str, Any]], metric: str, maximize: bool, epochs: int) -> list[TrialRecord]:
+    """Katib Trial objects as records: parameters, the objective Katib observed, how each ended. Katib
+    keeps no per-epoch curve in the Trial, so the learning-curve plot needs the PVC's records instead."""
+    starts = [_time(t.get("status", {}).get("startTime")) for t in trials]
+    t0 = min((s for s in starts if s is not None), default=0.0)
+    records = []
+    for trial in sorted(trials, key=lambda t: t["metadata"]["name"]):
+        status = trial.get("status") or {}
+        conditions = {c["type"] for c in status.get("conditions") or [] if c.get("status") == "True"}
+        observed = {m["name"]: m for m in (status.get("observation") or {}).get("metrics") or []}
+        value = observed.get(metric, {}).get("max" if maximize else "min")
+        ended = next((e for c, e in _ENDINGS if c in conditions), "running")
+        params = {p["name"]: p["value"] for p in trial.get("spec", {}).get("parameterAssignments") or []}
+        records.append(
+            TrialRecord(
+                name=trial["metadata"]["name"],
+                params=params,
+                curve=[],
+                planned=epochs,
+                value=float(value) if value not in (None, "") and ended != "failed" else None,
+                ended=ended,
+                stopped_by="medianstop" if ended == "early_stopped" else None,
+                finished=(_time(status.get("completionTime")) or t0) - t0,
+            )
+        )
+    return records
+
+
+_ENDINGS = (("EarlyStopped", "early_stopped"), ("Succeeded", "completed"), ("Failed", "failed"))
+
+
+def _time(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def cluster_trials(
+    experiment: str, namespace: str, kubeconfig: str | None, context: str | None
+) -> list[dict[str, Any]]:
+    from kubernetes import client, config
+
+    config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+    answer = client.CustomObjectsApi().list_namespaced_custom_object(
+        "kubeflow.org", "v1beta1", namespace, "trials", label_selector=f"katib.kubeflow.org/experiment={experiment}"
+    )
+    items: list[dict[str, Any]] = answer.get("items", []) if isinstance(answer, dict) else []
+    if not items:
+        raise LocalRunError(f"no Trials of Experiment {namespace}/{experiment} in the cluster")
+    return items
+
+
 def _json(path: Path, default: Any) -> Any:
     try:
         return json.loads(path.read_text())
@@ -119,9 +173,12 @@ def _stopped(r: TrialRecord) -> bool:
     return r.stopped_by not in (None, "patience")
 
 
-def write_report(experiment_dir: Path, experiment: Experiment, out: Path) -> Path:
+def write_report(
+    experiment_dir: Path, experiment: Experiment, out: Path, records: list[TrialRecord] | None = None
+) -> Path:
     metric = experiment.objective.objectiveMetricName
-    records = read_records(experiment_dir, metric)
+    if records is None:
+        records = read_records(experiment_dir, metric)
     out.mkdir(parents=True, exist_ok=True)
     images: list[tuple[str, str]] = []
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -142,19 +199,21 @@ def write_report(experiment_dir: Path, experiment: Experiment, out: Path) -> Pat
     ax.legend()
     images.append(_save(fig, out / "objective.png", "Objective per trial over time"))
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for r in records:
-        epochs = range(1, len(r.curve) + 1)
-        if _stopped(r):
-            ax.plot(epochs, r.curve, linestyle="--", color="tab:red", alpha=0.7)
-            ax.plot([len(r.curve)], [r.curve[-1]], marker="x", color="tab:red")
-        else:
-            ax.plot(epochs, r.curve, color="tab:blue", alpha=0.7)
-    ax.plot([], [], color="tab:blue", label="ran to the end")
-    ax.plot([], [], linestyle="--", marker="x", color="tab:red", label="stopped early (x: where)")
-    ax.set(xlabel="epoch", ylabel=f"validation {metric}", title="Learning curves")
-    ax.legend()
-    images.append(_save(fig, out / "curves.png", "Learning curves"))
+    curves = any(r.curve for r in records)  # Katib's Trials carry no curve; the PVC's records do
+    if curves:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for r in records:
+            epochs = range(1, len(r.curve) + 1)
+            if _stopped(r):
+                ax.plot(epochs, r.curve, linestyle="--", color="tab:red", alpha=0.7)
+                ax.plot([len(r.curve)], [r.curve[-1]], marker="x", color="tab:red")
+            else:
+                ax.plot(epochs, r.curve, color="tab:blue", alpha=0.7)
+        ax.plot([], [], color="tab:blue", label="ran to the end")
+        ax.plot([], [], linestyle="--", marker="x", color="tab:red", label="stopped early (x: where)")
+        ax.set(xlabel="epoch", ylabel=f"validation {metric}", title="Learning curves")
+        ax.legend()
+        images.append(_save(fig, out / "curves.png", "Learning curves"))
 
     study = rebuild_study(records, experiment)
     if len(study.trials) >= 2:
@@ -169,29 +228,30 @@ def write_report(experiment_dir: Path, experiment: Experiment, out: Path) -> Pat
     planned = sum(r.planned for r in records)
     saved_rule = sum(r.planned - len(r.curve) for r in records if _stopped(r))
     saved_patience = sum(r.planned - len(r.curve) for r in records if r.stopped_by == "patience")
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    names = [r.name.rsplit("-", 1)[-1] for r in records]
-    ax.bar(names, [len(r.curve) for r in records], label="epochs run")
-    ax.bar(
-        names,
-        [r.planned - len(r.curve) if r.value is not None else 0 for r in records],
-        bottom=[len(r.curve) for r in records],
-        color="lightgrey",
-        label="epochs saved",
-    )
-    ax.set(xlabel="trial", ylabel="epochs", title=f"Compute: {run} of {planned} planned epochs run")
-    ax.tick_params(axis="x", labelrotation=90)
-    ax.legend()
-    images.append(_save(fig, out / "compute.png", "Compute spent and saved"))
+    if curves:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        names = [r.name.rsplit("-", 1)[-1] for r in records]
+        ax.bar(names, [len(r.curve) for r in records], label="epochs run")
+        ax.bar(
+            names,
+            [r.planned - len(r.curve) if r.value is not None else 0 for r in records],
+            bottom=[len(r.curve) for r in records],
+            color="lightgrey",
+            label="epochs saved",
+        )
+        ax.set(xlabel="trial", ylabel="epochs", title=f"Compute: {run} of {planned} planned epochs run")
+        ax.tick_params(axis="x", labelrotation=90)
+        ax.legend()
+        images.append(_save(fig, out / "compute.png", "Compute spent and saved"))
 
     summary = {
         "trials": len(records),
         "complete": len(done),
         "stopped_early": sum(_stopped(r) for r in records),
-        "epochs_run": run,
-        "epochs_planned": planned,
-        "epochs_saved_by_rule": saved_rule,
-        "epochs_saved_by_patience": saved_patience,
+        "epochs_run": run if curves else None,
+        "epochs_planned": planned if curves else None,
+        "epochs_saved_by_rule": saved_rule if curves else None,
+        "epochs_saved_by_patience": saved_patience if curves else None,
         "best": _json(experiment_dir / "best.json", None),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -227,7 +287,17 @@ def _html(
         f'<figure><img src="{n}" alt="{html.escape(t)}"><figcaption>{html.escape(t)}</figcaption></figure>'
         for n, t in images
     )
-    saved = s["epochs_planned"] - s["epochs_run"]
+    if s["epochs_run"] is None:
+        compute = (
+            "Katib's Trials carry no per-epoch curves: for learning curves and compute, run the report on the "
+            "records copied off the model PVC (--experiment-dir)."
+        )
+    else:
+        compute = (
+            f"Compute: {s['epochs_run']} of {s['epochs_planned']} planned epochs run; "
+            f"{s['epochs_planned'] - s['epochs_run']} saved ({s['epochs_saved_by_rule']} by the early-stopping "
+            f"rule, {s['epochs_saved_by_patience']} by patience)."
+        )
     header = "".join(f"<th>{html.escape(k)}</th>" for k in searched)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>katib-nas report: {html.escape(experiment_dir.name)}</title>
@@ -237,8 +307,7 @@ img{{max-width:720px}}</style></head><body>
 <h1>Search report: {html.escape(experiment_dir.name)}</h1>
 <p>{s["trials"]} trials, {s["complete"]} complete, {s["stopped_early"]} stopped early by the rule.
 Best: <b>{html.escape(str(best.get("trial", "-")))}</b> ({metric} = {best.get("value", float("nan")):.4f}).</p>
-<p>Compute: {s["epochs_run"]} of {s["epochs_planned"]} planned epochs run; {saved} saved
-({s["epochs_saved_by_rule"]} by the early-stopping rule, {s["epochs_saved_by_patience"]} by patience).</p>
+<p>{html.escape(compute)}</p>
 {figures}
 <h2>Trials</h2>
 <table><tr><th>trial</th>{header}<th>{metric}</th><th>epochs</th><th>ended</th></tr>

@@ -175,3 +175,60 @@ def test_failed_trials_past_max_failed_trial_count_stop_the_run(tmp_path: Path) 
 def test_algorithms_without_a_local_equivalent_are_refused(name: str) -> None:
     with pytest.raises(LocalRunError, match=f"f.yaml: experiment.algorithm.algorithmName: {name} has no local"):
         sampler_for(Experiment(algorithm=Algorithm.model_validate({"algorithmName": name})), "f.yaml", 0)
+
+
+def _trial(name: str, condition: str, lr: str, accuracy: str | None, start: str, end: str) -> dict[str, Any]:
+    metrics = [{"name": "accuracy", "latest": accuracy, "max": accuracy, "min": "0.1"}] if accuracy else []
+    trial: dict[str, Any] = {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Trial",
+        "metadata": {"name": name, "labels": {"katib.kubeflow.org/experiment": "digits"}},
+        "spec": {"parameterAssignments": [{"name": "lr", "value": lr}]},
+        "status": {
+            "startTime": start,
+            "completionTime": end,
+            "conditions": [
+                {"type": "Created", "status": "True"},
+                {"type": condition, "status": "True", "reason": f"Trial{condition}"},
+            ],
+            "observation": {"metrics": metrics},
+        },
+    }
+    return trial
+
+
+def test_a_report_from_katib_trials_as_the_cluster_returns_them(tmp_path: Path) -> None:
+    from kubeflow_katib_api.models.v1beta1_trial import V1beta1Trial
+
+    from generator.report import records_from_trials, write_report
+
+    trials = [
+        _trial("digits-a", "Succeeded", "0.01", "0.97", "2026-11-23T10:00:00Z", "2026-11-23T10:05:00Z"),
+        _trial("digits-b", "EarlyStopped", "0.00001", "0.31", "2026-11-23T10:00:00Z", "2026-11-23T10:01:30Z"),
+        _trial("digits-c", "Failed", "0.02", None, "2026-11-23T10:05:00Z", "2026-11-23T10:06:00Z"),
+        _trial("digits-d", "Succeeded", "0.02", "0.95", "2026-11-23T10:01:30Z", "2026-11-23T10:07:00Z"),
+    ]
+    for trial in trials:  # the shape Katib's own API models accept
+        assert V1beta1Trial.from_dict(trial).to_dict()["spec"] == trial["spec"]
+    records = records_from_trials(trials, "accuracy", True, epochs=20)
+    assert [(r.name, r.ended, r.value, r.finished) for r in records] == [
+        ("digits-a", "completed", 0.97, 300.0),
+        ("digits-b", "early_stopped", 0.31, 90.0),
+        ("digits-c", "failed", None, 360.0),
+        ("digits-d", "completed", 0.95, 420.0),
+    ]
+    experiment = Experiment.model_validate(
+        {
+            "parameters": [
+                {"name": "lr", "parameterType": "categorical", "feasibleSpace": {"list": ["0.00001", "0.01", "0.02"]}}
+            ]
+        }
+    )
+    (tmp_path / "best.json").write_text('{"trial": "digits-a", "value": 0.97}')
+    page = write_report(tmp_path, experiment, tmp_path / "report", records)
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert (summary["trials"], summary["complete"], summary["stopped_early"]) == (4, 3, 1)
+    assert summary["epochs_run"] is None and not (tmp_path / "report" / "curves.png").exists()
+    text = page.read_text()
+    assert "digits-a" in text and "carry no per-epoch curves" in text
+    assert (tmp_path / "report" / "importance.png").is_file() and (tmp_path / "report" / "objective.png").is_file()
