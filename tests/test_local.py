@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -21,7 +22,7 @@ from generator.local.samplers import sampler_for
 from generator.models import Algorithm, Experiment
 from generator.validate import validate_file
 
-from .conftest import ROOT, by_kind, helm_template, tool_env
+from .conftest import ROOT, by_kind, free_port, helm_template, tool_env
 
 BASE = yaml.safe_load((ROOT / "values" / "microk8s.yaml").read_text())
 
@@ -114,6 +115,30 @@ def test_the_report_shows_the_search(local_run: tuple[subprocess.CompletedProces
     assert summary["epochs_run"] < summary["epochs_planned"] == 24
     page = (folder / "index.html").read_text()
     assert summary["best"]["trial"] in page and 'src="curves.png"' in page
+
+
+def test_katib_nas_serve_serves_the_best_model_of_the_local_run(
+    local_run: tuple[subprocess.CompletedProcess[str], Path, Path],
+) -> None:
+    _, values, experiment = local_run
+    port = free_port()
+    cmd = [sys.executable, "-m", "generator", "serve", str(values), "--out", str(values.parent / "out")]
+    proc = subprocess.Popen([*cmd, f"--port={port}"], stderr=subprocess.PIPE, text=True, env=tool_env(), cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        meta = httpx.get(f"http://127.0.0.1:{port}/v2/models/digits").json()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    assert meta["trial"] == json.loads((experiment / "best.json").read_text())["trial"]
 
 
 def test_local_trials_get_the_flags_a_trial_pod_gets(tmp_path: Path) -> None:
