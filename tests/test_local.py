@@ -137,7 +137,8 @@ def test_katib_nas_serve_serves_the_best_model_of_the_local_run(
         meta = httpx.get(f"http://127.0.0.1:{port}/v2/models/digits").json()
     finally:
         proc.terminate()
-        proc.wait(timeout=15)
+        _, stderr = proc.communicate(timeout=15)
+    assert "serving" in stderr and "Traceback" not in stderr
     assert meta["trial"] == json.loads((experiment / "best.json").read_text())["trial"]
 
 
