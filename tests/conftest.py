@@ -134,6 +134,19 @@ class Server:
         return self.log.read_text(encoding="utf-8")
 
 
+def wait_for(url: str, proc: subprocess.Popen[str], seconds: float = 30) -> bool:
+    """Poll `url` until it answers 200; False when the process exits or time runs out first."""
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
 @contextlib.contextmanager
 def serving(model_dir: Path, log: Path, **env: str) -> Iterator[Server]:
     """`python -m katib_nas_server serve` on a free loopback port; stopped (SIGTERM) on exit."""
@@ -144,16 +157,8 @@ def serving(model_dir: Path, log: Path, **env: str) -> Iterator[Server]:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env=environment)
     server = Server(proc, f"http://127.0.0.1:{port}", log)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{server.url}/v2/health/live", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"server did not start:\n{server.logs()}")
-            time.sleep(0.1)
+        if not wait_for(f"{server.url}/v2/health/live", proc):
+            raise AssertionError(f"server did not start:\n{server.logs()}")
         yield server
     finally:
         proc.terminate()

@@ -22,7 +22,7 @@ from generator.local.samplers import sampler_for
 from generator.models import Algorithm, Experiment
 from generator.validate import validate_file
 
-from .conftest import ROOT, by_kind, free_port, helm_template, tool_env
+from .conftest import ROOT, by_kind, free_port, helm_template, tool_env, wait_for
 
 BASE = yaml.safe_load((ROOT / "values" / "microk8s.yaml").read_text())
 
@@ -125,15 +125,7 @@ def test_katib_nas_serve_serves_the_best_model_of_the_local_run(
     cmd = [sys.executable, "-m", "generator", "serve", str(values), "--out", str(values.parent / "out")]
     proc = subprocess.Popen([*cmd, f"--port={port}"], stderr=subprocess.PIPE, text=True, env=tool_env(), cwd=ROOT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.2)
+        assert wait_for(f"http://127.0.0.1:{port}/v2/health/ready", proc)
         meta = httpx.get(f"http://127.0.0.1:{port}/v2/models/digits").json()
     finally:
         proc.terminate()
