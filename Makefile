@@ -19,6 +19,7 @@ venv: $(VENV)/.installed
 
 tools:
 	bash ci/install-tools.sh
+	bash ci/install-controlplane.sh
 
 # Debian's Chromium for the drawing-page test (Playwright drives it; no browser download).
 browser:

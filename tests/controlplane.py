@@ -1,0 +1,289 @@
+"""A real Kubernetes control plane on loopback for the install tests: etcd, kube-apiserver and
+Katib's controller with its Experiment webhooks, built by ci/install-controlplane.sh. No kubelet:
+objects are admitted and stored, pods are not run."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import yaml
+
+from .conftest import ROOT, free_port
+
+BIN = ROOT / ".tools" / "controlplane"
+# ci/install-controlplane.sh links Katib's manifests (same module version) next to the binaries.
+MANIFESTS = BIN.resolve().parent / "katib-manifests"
+# Katib's controller reads its webhook certificate from this fixed directory (consts.CertDir).
+KATIB_CERT_DIR = Path("/tmp/cert")
+TOKEN = "katib-nas-test-admin"
+
+
+@dataclass
+class ControlPlane:
+    workdir: Path
+    kubeconfig: Path = field(init=False)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    logs: list[IO[bytes]] = field(default_factory=list)
+
+    def api(self) -> Any:
+        from kubernetes import client, config
+
+        return client.ApiClient(config.new_client_from_config(str(self.kubeconfig)).configuration)
+
+    def log(self, name: str) -> str:
+        return (self.workdir / f"{name}.log").read_text(errors="replace")
+
+    def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115  # closed in stop()
+        self.logs.append(log)
+        self.procs.append(subprocess.Popen([str(BIN / name), *args], stdout=log, stderr=log, env=env))
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in self.logs:
+            log.close()
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _certificates(work: Path) -> None:
+    """A CA, one serving certificate for 127.0.0.1 (apiserver and webhook) and a service-account key."""
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=katib-nas-test-ca",
+        cwd=work,
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+        cwd=work,
+    )
+    (work / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "tls.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
+        cwd=work,
+    )
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=work)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=work)
+
+
+def _wait(check: Any, what: str, cp: ControlPlane, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in cp.procs):
+            break
+        try:
+            if check():
+                return
+        except (httpx.TransportError, OSError):
+            pass
+        time.sleep(0.2)
+    logs = "\n".join(f"--- {p.name}:\n{p.read_text(errors='replace')[-2000:]}" for p in cp.workdir.glob("*.log"))
+    raise AssertionError(f"{what} did not come up:\n{logs}")
+
+
+def start_control_plane(work: Path) -> ControlPlane:
+    """Everything up, or nothing left running."""
+    cp = ControlPlane(work)
+    try:
+        _start(cp)
+    except BaseException:
+        cp.stop()
+        raise
+    return cp
+
+
+def _start(cp: ControlPlane) -> None:
+    work = cp.workdir
+    missing = [n for n in ("etcd", "kube-apiserver", "katib-controller") if not (BIN / n).is_file()]
+    if missing:
+        raise AssertionError(f"{', '.join(missing)} missing: run `bash ci/install-controlplane.sh` (make setup does)")
+    _certificates(work)
+    (work / "tokens.csv").write_text(f"{TOKEN},admin,admin,system:masters\n")
+    etcd_port, peer_port, api_port, hook_port = free_port(), free_port(), free_port(), free_port()
+    etcd = f"http://127.0.0.1:{etcd_port}"
+    cp.start(
+        "etcd",
+        [
+            "--data-dir",
+            str(work / "etcd"),
+            "--listen-client-urls",
+            etcd,
+            "--advertise-client-urls",
+            etcd,
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{peer_port}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{peer_port}",
+            "--initial-cluster",
+            f"default=http://127.0.0.1:{peer_port}",
+        ],
+    )
+    server = f"https://127.0.0.1:{api_port}"
+    cp.start(
+        "kube-apiserver",
+        [
+            "--etcd-servers",
+            etcd,
+            "--bind-address",
+            "127.0.0.1",
+            "--advertise-address",
+            "127.0.0.1",
+            "--secure-port",
+            str(api_port),
+            "--cert-dir",
+            str(work / "apiserver"),
+            "--tls-cert-file",
+            str(work / "tls.crt"),
+            "--tls-private-key-file",
+            str(work / "tls.key"),
+            "--client-ca-file",
+            str(work / "ca.crt"),
+            "--token-auth-file",
+            str(work / "tokens.csv"),
+            "--authorization-mode",
+            "RBAC",
+            "--service-account-key-file",
+            str(work / "sa.pub"),
+            "--service-account-signing-key-file",
+            str(work / "sa.key"),
+            "--service-account-issuer",
+            server,
+            "--service-cluster-ip-range",
+            "10.96.0.0/16",
+            "--endpoint-reconciler-type",
+            "none",
+        ],
+    )
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    trust = ssl.create_default_context(cafile=str(work / "ca.crt"))
+
+    def api_ready() -> bool:
+        answer = httpx.get(f"{server}/readyz", headers=headers, verify=trust, timeout=2)
+        return answer.status_code == 200
+
+    _wait(api_ready, "kube-apiserver", cp)
+    cp.kubeconfig = work / "kubeconfig"
+    cp.kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "test",
+                "clusters": [
+                    {"name": "test", "cluster": {"server": server, "certificate-authority": str(work / "ca.crt")}}
+                ],
+                "users": [{"name": "admin", "user": {"token": TOKEN}}],
+                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
+            }
+        )
+    )
+    _install_katib(cp, hook_port)
+
+
+def _install_katib(cp: ControlPlane, hook_port: int) -> None:
+    from kubernetes import client, utils
+
+    api = cp.api()
+    for crd in ("experiment", "trial", "suggestion"):
+        for doc in yaml.safe_load_all((MANIFESTS / "components" / "crd" / f"{crd}.yaml").read_text()):
+            if doc:
+                utils.create_from_dict(api, doc)
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": "kubeflow"}})
+    katib_config = (MANIFESTS / "installs" / "katib-standalone" / "katib-config.yaml").read_text()
+    core.create_namespaced_config_map(
+        "kubeflow", {"metadata": {"name": "katib-config"}, "data": {"katib-config.yaml": katib_config}}
+    )
+    # The controller's own start-up settings: our certificate instead of its generator, loopback ports.
+    (cp.workdir / "katib-config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "config.kubeflow.org/v1beta1",
+                "kind": "KatibConfig",
+                "init": {
+                    "certGenerator": {"enable": False},
+                    "controller": {
+                        "webhookPort": hook_port,
+                        "metricsAddr": f"127.0.0.1:{free_port()}",
+                        "healthzAddr": f"127.0.0.1:{free_port()}",
+                        "trialResources": ["Job.v1.batch"],
+                    },
+                },
+            }
+        )
+    )
+    KATIB_CERT_DIR.mkdir(exist_ok=True)
+    for name in ("tls.crt", "tls.key"):
+        shutil.copy(cp.workdir / name, KATIB_CERT_DIR / name)
+    import os
+
+    env = dict(os.environ, KUBECONFIG=str(cp.kubeconfig), KATIB_CORE_NAMESPACE="kubeflow")
+    cp.start("katib-controller", ["--katib-config", str(cp.workdir / "katib-config.yaml")], env=env)
+
+    def hook_listening() -> bool:
+        with socket.create_connection(("127.0.0.1", hook_port), timeout=1):
+            return True
+
+    _wait(hook_listening, "Katib's webhook server", cp)
+    ca = base64.b64encode((cp.workdir / "ca.crt").read_bytes()).decode()
+    admission = client.AdmissionregistrationV1Api(api)
+    for doc in yaml.safe_load_all((MANIFESTS / "components" / "webhook" / "webhooks.yaml").read_text()):
+        for hook in doc["webhooks"]:
+            path = hook["clientConfig"]["service"]["path"]
+            hook["clientConfig"] = {"url": f"https://127.0.0.1:{hook_port}{path}", "caBundle": ca}
+        if doc["kind"] == "ValidatingWebhookConfiguration":
+            admission.create_validating_webhook_configuration(doc)
+        else:
+            admission.create_mutating_webhook_configuration(doc)
