@@ -35,9 +35,9 @@ class ControlPlane:
     logs: list[IO[bytes]] = field(default_factory=list)
 
     def api(self) -> Any:
-        from kubernetes import client, config
+        from kubernetes import config
 
-        return client.ApiClient(config.new_client_from_config(str(self.kubeconfig)).configuration)
+        return config.new_client_from_config(str(self.kubeconfig))  # type: ignore[no-untyped-call]
 
     def log(self, name: str) -> str:
         return (self.workdir / f"{name}.log").read_text(errors="replace")
@@ -239,12 +239,13 @@ def _install_katib(cp: ControlPlane, hook_port: int) -> None:
     for crd in ("experiment", "trial", "suggestion"):
         for doc in yaml.safe_load_all((MANIFESTS / "components" / "crd" / f"{crd}.yaml").read_text()):
             if doc:
-                utils.create_from_dict(api, doc)
+                utils.create_from_dict(api, doc)  # type: ignore[no-untyped-call]
     core = client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": "kubeflow"}})
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="kubeflow")))
     katib_config = (MANIFESTS / "installs" / "katib-standalone" / "katib-config.yaml").read_text()
     core.create_namespaced_config_map(
-        "kubeflow", {"metadata": {"name": "katib-config"}, "data": {"katib-config.yaml": katib_config}}
+        "kubeflow",
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="katib-config"), data={"katib-config.yaml": katib_config}),
     )
     # The controller's own start-up settings: our certificate instead of its generator, loopback ports.
     (cp.workdir / "katib-config.yaml").write_text(
