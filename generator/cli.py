@@ -92,6 +92,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         f"{verb} release {args.release} into namespace {args.namespace} (profile {report.profile.name})...",
         file=sys.stderr,
     )
+    _check_upgrade(args, report)
     result = helm.install(
         report.raw,
         release=args.release,
@@ -102,6 +103,33 @@ def cmd_install(args: argparse.Namespace) -> int:
     )
     print(f"release {result['release']} revision {result['revision']}: {result['status']}")
     return 0
+
+
+def _check_upgrade(args: argparse.Namespace, report: Report) -> None:
+    """Before helm upgrades a release, refuse Experiment changes Katib would refuse, naming the values."""
+    from .errors import Problem
+    from .upgrade import frozen_changes
+
+    deployed = helm.deployed_manifest(
+        args.release, namespace=args.namespace, kubeconfig=args.kubeconfig, kubecontext=args.kube_context
+    )
+    old = next((d for d in deployed or [] if d.get("kind") == "Experiment"), None)
+    if old is None:
+        return
+    assert report.profile is not None
+    docs = helm.template(
+        report.raw,
+        release=args.release,
+        namespace=args.namespace,
+        kube_version=f"{report.profile.kubernetesVersion}.0",
+        api_versions=_api_versions(report),
+    )
+    new = next((d for d in docs if d.get("kind") == "Experiment"), None)
+    if new is None or new["metadata"]["name"] != old["metadata"]["name"]:
+        return  # a new Experiment: nothing running to conflict with
+    problems = [Problem(str(args.file), path, message) for path, message in frozen_changes(old, new)]
+    if problems:
+        raise ValuesError(problems)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

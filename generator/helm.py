@@ -136,3 +136,23 @@ def install(
         return asyncio.run(run())
     except pyhelm3.errors.Error as exc:
         raise _wrap(exc) from None
+
+
+def deployed_manifest(
+    release: str, *, namespace: str, kubeconfig: Path | None = None, kubecontext: str | None = None
+) -> list[dict[str, Any]] | None:
+    """The objects the release's current revision rendered (`helm get manifest`), or None when the
+    release is not installed."""
+    command = _command(kubeconfig, kubecontext)
+
+    async def run() -> bytes:
+        out: bytes = await command.run(["get", "manifest", release, "--namespace", namespace])
+        return out
+
+    try:
+        out = asyncio.run(run())
+    except pyhelm3.errors.ReleaseNotFoundError:
+        return None
+    except pyhelm3.errors.Error as exc:
+        raise _wrap(exc) from None
+    return [doc for doc in yaml.safe_load_all(out) if doc]

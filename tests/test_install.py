@@ -86,6 +86,25 @@ def test_install_upgrade_rollback_uninstall(control_plane: ControlPlane, values:
     assert "revision 2" in upgraded.stdout
     assert experiment(control_plane, ns)["spec"]["maxTrialCount"] == max_trials + 4
 
+    # Anything else Katib refuses on a running Experiment: the generator says so, and helm never runs.
+    data["experiment"]["algorithm"] = {"algorithmName": "tpe"}
+    data["trial"] = {**data.get("trial", {}), "epochs": 7}
+    changed = tmp_path / f"changed-{values.name}"
+    changed.write_text(yaml.safe_dump(data))
+    refused = katib_nas("install", str(changed), *kube)
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[1:] == [
+        f"{changed}: {path}: differs from the running Experiment nas-katib-nas, and Katib lets a running "
+        "Experiment change only parallelTrialCount, maxTrialCount, maxFailedTrialCount; uninstall the release "
+        "first, or set experiment.name to start a new Experiment"
+        for path in ("experiment.algorithm", "trial")
+    ]
+    assert "REVISION: 2" in helm(control_plane, "status", "nas", "--namespace", ns).stdout
+    # ...which is what Katib's webhook says when helm is run on its own.
+    direct = helm(control_plane, "upgrade", "nas", str(ROOT / "charts" / "katib-nas"), "-f", str(changed), "-n", ns)
+    assert direct.returncode != 0
+    assert "only spec.parallelTrialCount, spec.maxTrialCount and spec.maxFailedTrialCount are editable" in direct.stderr
+
     rolled = helm(control_plane, "rollback", "nas", "1", "--namespace", ns)
     assert rolled.returncode == 0, rolled.stderr
     assert experiment(control_plane, ns)["spec"]["maxTrialCount"] == max_trials
