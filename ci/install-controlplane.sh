@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the control plane the install tests run against, from the Go module proxy at pinned
-# versions: etcd, kube-apiserver and Katib's controller (its Experiment webhooks). No release
-# binary is downloaded. The binaries are cached by version outside the repository, so only the
+# versions: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (nodes without a
+# kubelet) and Katib's controller (its Experiment webhooks). No release binary is downloaded. The binaries are cached by version outside the repository, so only the
 # first run on a machine pays for the build (about 8 minutes on 2 cores); .tools/controlplane
 # links to the cache.
 set -euo pipefail
@@ -11,7 +11,8 @@ K8S_VERSION=v1.34.2
 K8S_STAGING=v0.34.2 # k8s.io/kubernetes's staging modules at the matching version
 ETCD_VERSION=v3.6.16
 KATIB_VERSION=v0.19.0
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/katib-nas/controlplane/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-katib-$KATIB_VERSION"
+KWOK_VERSION=v0.7.0
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/katib-nas/controlplane/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-katib-$KATIB_VERSION-kwok-$KWOK_VERSION"
 BIN="$CACHE/bin"
 mkdir -p "$BIN" "$ROOT/.tools"
 ln -sfn "$BIN" "$ROOT/.tools/controlplane"
@@ -31,7 +32,7 @@ trap 'rm -rf "$work"' EXIT
 
 # kube-apiserver: k8s.io/kubernetes points its staging modules at ./staging, which a module that
 # requires it cannot see, so the wrapper replaces each with the published module.
-if [[ ! -x "$BIN/kube-apiserver" ]]; then
+if [[ ! -x "$BIN/kube-apiserver" || ! -x "$BIN/kube-controller-manager" || ! -x "$BIN/kube-scheduler" ]]; then
   mkdir "$work/k8s" && cd "$work/k8s"
   {
     printf 'module katibnas/controlplane/k8s\n\ngo 1.24\n\nrequire k8s.io/kubernetes %s\n\n' "$K8S_VERSION"
@@ -39,13 +40,27 @@ if [[ ! -x "$BIN/kube-apiserver" ]]; then
     modfile="$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$K8S_VERSION.mod"
     grep -oE '^\s+k8s\.io/[a-z0-9-]+ => \./staging' "$modfile" | awk -v v="$K8S_STAGING" '{print "replace " $1 " => " $1 " " v}'
   } >go.mod
-  printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver"\n' >tools.go
+  printf '//go:build tools\n\npackage tools\n\nimport (\n' >tools.go
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+    printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$cmd" >>tools.go
+  done
+  printf ')\n' >>tools.go
   GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || GOFLAGS=-mod=mod go mod tidy
   v=k8s.io/component-base/version
   minor="${K8S_VERSION#v1.}" && minor="${minor%%.*}"
   # The version Helm's kubeVersion check and the chart's guards read from the server.
-  build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver \
-    "-X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+    build "$cmd" "k8s.io/kubernetes/cmd/$cmd" \
+      "-X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
+  done
+fi
+
+if [[ ! -x "$BIN/kwok" ]]; then
+  mkdir "$work/kwok" && cd "$work/kwok"
+  printf 'module katibnas/controlplane/kwok\n\ngo 1.24\n\nrequire sigs.k8s.io/kwok %s\n' "$KWOK_VERSION" >go.mod
+  printf '//go:build tools\n\npackage tools\n\nimport _ "sigs.k8s.io/kwok/cmd/kwok"\n' >tools.go
+  GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || GOFLAGS=-mod=mod go mod tidy
+  build kwok sigs.k8s.io/kwok/cmd/kwok "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
 fi
 
 # etcd: its server module has the entry point but no main package of its own outside the root module.

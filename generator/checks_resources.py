@@ -267,10 +267,11 @@ def _fit(values: ChartValues, profile: ClusterProfile, workloads: list[Workload]
 
 
 def effective_parallelism(nodes: list[Node], workloads: list[Workload], trial: Workload) -> int:
-    """First-fit placement: the extraction and server pods first (they live as long as the Experiment),
-    then as many trials as the rest of each node holds. The batch pod runs after the search."""
+    """First-fit placement: the extraction, server and batch pods first (they are created at install and
+    live as long as the search: the batch pod waits in its init container, holding its requests), then
+    as many trials as the rest of each node holds."""
     for w in workloads:
-        if w.path in ("trial", "batchInference"):
+        if w.path == "trial":
             continue
         for r in range(w.replicas):
             for node in sorted(nodes, key=lambda n: (n.gpus, -n.cpu)):

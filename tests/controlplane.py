@@ -288,3 +288,94 @@ def _install_katib(cp: ControlPlane, hook_port: int) -> None:
             admission.create_validating_webhook_configuration(doc)
         else:
             admission.create_mutating_webhook_configuration(doc)
+
+
+# --- scheduling: kube-scheduler, kube-controller-manager and kwok's nodes ----------------------
+
+
+def start_scheduling(cp: ControlPlane) -> None:
+    """The scheduler places pods, the controller manager turns Jobs and Deployments into pods and
+    binds PVCs, and kwok plays the kubelet of the nodes annotated kwok.x-k8s.io/node=fake."""
+    kc = str(cp.kubeconfig)
+    auth = ["--authentication-kubeconfig", kc, "--authorization-kubeconfig", kc]
+    cp.start(
+        "kube-scheduler",
+        [
+            "--kubeconfig",
+            kc,
+            *auth,
+            "--leader-elect=false",
+            "--bind-address",
+            "127.0.0.1",
+            "--secure-port",
+            str(free_port()),
+            "--cert-dir",
+            str(cp.workdir / "scheduler"),
+        ],
+    )
+    cp.start(
+        "kube-controller-manager",
+        [
+            "--kubeconfig",
+            kc,
+            *auth,
+            "--leader-elect=false",
+            "--bind-address",
+            "127.0.0.1",
+            "--secure-port",
+            str(free_port()),
+            "--cert-dir",
+            str(cp.workdir / "controller-manager"),
+            "--service-account-private-key-file",
+            str(cp.workdir / "sa.key"),
+            "--root-ca-file",
+            str(cp.workdir / "ca.crt"),
+            "--use-service-account-credentials=false",
+        ],
+    )
+    cp.start(
+        "kwok",
+        [
+            "--kubeconfig",
+            kc,
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--node-ip=127.0.0.1",
+            "--server-address",
+            f"127.0.0.1:{free_port()}",
+        ],
+    )
+
+
+def fake_nodes(cp: ControlPlane, profile: Any) -> list[str]:
+    """One kwok node per profile node, with its labels, taints and allocatable (capacity less the
+    profile's system reserve), as the generator models them."""
+    from kubernetes import client
+
+    from generator.quantity import parse_quantity
+
+    core = client.CoreV1Api(cp.api())
+    names = []
+    for group in profile.nodes:
+        cpu = parse_quantity(group.cpu) - parse_quantity(profile.systemReserved.cpu)
+        memory = parse_quantity(group.memory) - parse_quantity(profile.systemReserved.memory)
+        allocatable = {"cpu": f"{round(cpu * 1000)}m", "memory": str(int(memory)), "pods": "110"}
+        if group.gpus:
+            allocatable[profile.gpuResourceName] = str(group.gpus)
+        for i in range(group.count):
+            name = f"{group.name}-{i + 1}"
+            names.append(name)
+            core.create_node(
+                client.V1Node(
+                    metadata=client.V1ObjectMeta(
+                        name=name,
+                        labels={**group.labels, "kubernetes.io/hostname": name, "type": "kwok"},
+                        annotations={"kwok.x-k8s.io/node": "fake"},
+                    ),
+                    spec=client.V1NodeSpec(
+                        taints=[client.V1Taint(key=t.key, value=t.value or None, effect=t.effect) for t in group.taints]
+                    ),
+                    status=client.V1NodeStatus(capacity=allocatable, allocatable=allocatable),
+                )
+            )
+    return names

@@ -1,0 +1,138 @@
+"""The real kube-scheduler against each cluster profile's nodes (kwok): it runs as many trials at once
+as `katib-nas validate` says fit, next to the release's other pods, and none where they cannot go."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from generator.validate import validate_file
+
+from .conftest import PROFILE_VALUES
+from .controlplane import ControlPlane, fake_nodes, start_control_plane, start_scheduling
+from .test_install import experiment, katib_nas, namespace
+
+NS = "ml"
+
+
+@pytest.fixture(params=PROFILE_VALUES, ids=[p.stem for p in PROFILE_VALUES])
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[ControlPlane, Path]]:
+    (tmp_path / "controlplane").mkdir()
+    cp = start_control_plane(tmp_path / "controlplane")
+    try:
+        start_scheduling(cp)
+        yield cp, request.param
+    finally:
+        cp.stop()
+
+
+def _pods(cp: ControlPlane, selector: str) -> list[Any]:
+    from kubernetes import client
+
+    return list(client.CoreV1Api(cp.api()).list_namespaced_pod(NS, label_selector=selector).items)
+
+
+def _settled(cp: ControlPlane, selector: str, at_least: int, seconds: float = 90) -> list[Any]:
+    """Pods matching `selector` once at least `at_least` exist and their placement stops changing."""
+    deadline, last, since = time.monotonic() + seconds, None, time.monotonic()
+    while time.monotonic() < deadline:
+        pods = _pods(cp, selector)
+        placed = sorted((p.metadata.name, p.spec.node_name or "") for p in pods)
+        if placed != last:
+            last, since = placed, time.monotonic()
+        elif len(pods) >= at_least and time.monotonic() - since > 3:
+            return pods
+        time.sleep(0.3)
+    raise AssertionError(f"pods {selector} did not settle: {last}\n{cp.log('kube-scheduler')[-2000:]}")
+
+
+def _trial_job(template: dict[str, Any], name: str, sidecar: dict[str, str]) -> dict[str, Any]:
+    """A trial Job as Katib makes it from the trial template: parameters filled in, Katib's labels,
+    and the metrics-collector sidecar Katib injects (with the requests the profile states)."""
+    text = json.dumps(template)
+    for reference in set(re.findall(r"\$\{trialParameters\.([^}]+)\}", text)):
+        text = text.replace("${trialParameters." + reference + "}", name if reference == "trialName" else "1")
+    job: dict[str, Any] = json.loads(text)
+    job["metadata"] = {"name": name, "namespace": NS, "labels": {"katib.kubeflow.org/trial": name}}
+    pod = job["spec"]["template"]
+    pod.setdefault("metadata", {}).setdefault("labels", {})["katib.kubeflow.org/trial"] = name
+    for container in pod["spec"]["containers"]:  # quantities as the API's strings
+        for kind in ("requests", "limits"):
+            resources = container.get("resources", {}).get(kind, {})
+            resources.update({k: str(v) for k, v in resources.items()})
+    pod["spec"]["containers"].append(
+        {"name": "metrics-logger-and-collector", "image": "collector", "resources": {"requests": sidecar}}
+    )
+    return job
+
+
+def test_the_scheduler_runs_as_many_trials_as_the_generator_says(cluster: tuple[ControlPlane, Path]) -> None:
+    from kubernetes import client
+
+    cp, values = cluster
+    report = validate_file(values)
+    assert report.profile is not None and report.values is not None and report.trials_at_once
+    nodes = fake_nodes(cp, report.profile)
+    core = client.CoreV1Api(cp.api())
+    core.create_namespace(namespace(NS))
+    if report.profile.gpuRuntimeClassName:  # k3s registers the nvidia runtime on its GPU nodes
+        client.NodeV1Api(cp.api()).create_runtime_class(
+            client.V1RuntimeClass(
+                metadata=client.V1ObjectMeta(name=report.profile.gpuRuntimeClassName), handler="nvidia"
+            )
+        )
+    p = report.values.persistence
+    # What the storage class would provision: a volume the model PVC binds to.
+    core.create_persistent_volume(
+        client.V1PersistentVolume(
+            metadata=client.V1ObjectMeta(name="models"),
+            spec=client.V1PersistentVolumeSpec(
+                capacity={"storage": p.size},
+                access_modes=[str(m) for m in p.accessModes],
+                storage_class_name=p.storageClassName or report.profile.storage.storageClassName,
+                host_path=client.V1HostPathVolumeSource(path="/models"),
+            ),
+        )
+    )
+    installed = katib_nas("install", str(values), "--namespace", NS, "--kubeconfig", str(cp.kubeconfig))
+    assert installed.returncode == 0, installed.stderr
+    others = _settled(cp, "app.kubernetes.io/component in (extract,server,batch)", at_least=3)
+    assert all(p.spec.node_name for p in others), [(p.metadata.name, p.status.conditions) for p in others]
+
+    fit = report.trials_at_once
+    template = experiment(cp, NS)["spec"]["trialTemplate"]["trialSpec"]
+    sidecar = {
+        "cpu": report.profile.metricsCollectorRequests.cpu,
+        "memory": report.profile.metricsCollectorRequests.memory,
+    }
+    # Trial pods from the trial Job's pod template. Bare pods: kwok's default stages finish Job-owned
+    # pods at once, which would free their node before the count.
+    for i in range(fit + 2):
+        job = _trial_job(template, f"trial-{i}", sidecar)
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {**job["spec"]["template"]["metadata"], "name": f"trial-{i}"},
+        }
+        core.create_namespaced_pod(NS, {**pod, "spec": job["spec"]["template"]["spec"]})  # type: ignore[arg-type]  # the API takes the dict as is
+    trials = _settled(cp, "katib.kubeflow.org/trial", at_least=fit + 2)
+    placed = [t for t in trials if t.spec.node_name]
+    assert len(placed) == fit, f"{len(placed)} trials placed, the generator says {fit} fit"
+    eligible = {n for n in nodes if not n.startswith("control-plane")}
+    assert {t.spec.node_name for t in placed} <= eligible
+    waiting = [t for t in trials if not t.spec.node_name]
+    assert len(waiting) == 2 and all(
+        any(c.reason == "Unschedulable" for c in t.status.conditions or []) for t in waiting
+    )
+    print(
+        yaml.safe_dump(
+            {"profile": report.profile.name, "fit": fit, "nodes": sorted({t.spec.node_name for t in placed})}
+        )
+    )
