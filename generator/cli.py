@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -70,16 +71,21 @@ def _api_versions(report: Report) -> list[str]:
     return apis
 
 
-def cmd_render(args: argparse.Namespace) -> int:
-    report = _checked(args.file, args.release)
+def _render(args: argparse.Namespace, report: Report) -> list[dict[str, Any]]:
+    """helm template for the profile's Kubernetes version, with the APIs the values need present."""
     assert report.profile is not None
-    docs = helm.template(
+    return helm.template(
         report.raw,
         release=args.release,
         namespace=args.namespace,
         kube_version=f"{report.profile.kubernetesVersion}.0",
         api_versions=_api_versions(report),
     )
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    report = _checked(args.file, args.release)
+    docs = _render(args, report)
     _emit(yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True), args.output, f"{len(docs)} objects")
     return 0
 
@@ -116,15 +122,7 @@ def _check_upgrade(args: argparse.Namespace, report: Report) -> None:
     old = next((d for d in deployed or [] if d.get("kind") == "Experiment"), None)
     if old is None:
         return
-    assert report.profile is not None
-    docs = helm.template(
-        report.raw,
-        release=args.release,
-        namespace=args.namespace,
-        kube_version=f"{report.profile.kubernetesVersion}.0",
-        api_versions=_api_versions(report),
-    )
-    new = next((d for d in docs if d.get("kind") == "Experiment"), None)
+    new = next((d for d in _render(args, report) if d.get("kind") == "Experiment"), None)
     if new is None or new["metadata"]["name"] != old["metadata"]["name"]:
         return  # a new Experiment: nothing running to conflict with
     problems = [Problem(str(args.file), path, message) for path, message in frozen_changes(old, new)]

@@ -297,41 +297,25 @@ def start_scheduling(cp: ControlPlane) -> None:
     """The scheduler places pods, the controller manager turns Jobs and Deployments into pods and
     binds PVCs, and kwok plays the kubelet of the nodes annotated kwok.x-k8s.io/node=fake."""
     kc = str(cp.kubeconfig)
-    auth = ["--authentication-kubeconfig", kc, "--authorization-kubeconfig", kc]
-    cp.start(
-        "kube-scheduler",
-        [
-            "--kubeconfig",
-            kc,
-            *auth,
-            "--leader-elect=false",
-            "--bind-address",
-            "127.0.0.1",
-            "--secure-port",
-            str(free_port()),
-            "--cert-dir",
-            str(cp.workdir / "scheduler"),
-        ],
-    )
+
+    def component(name: str) -> list[str]:  # what the scheduler and the controller manager share
+        return [
+            "--kubeconfig", kc, "--authentication-kubeconfig", kc, "--authorization-kubeconfig", kc,
+            "--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
+            "--cert-dir", str(cp.workdir / name),
+        ]  # fmt: skip
+
+    cp.start("kube-scheduler", component("kube-scheduler"))
     cp.start(
         "kube-controller-manager",
         [
-            "--kubeconfig",
-            kc,
-            *auth,
-            "--leader-elect=false",
-            "--bind-address",
-            "127.0.0.1",
-            "--secure-port",
-            str(free_port()),
-            "--cert-dir",
-            str(cp.workdir / "controller-manager"),
+            *component("kube-controller-manager"),
             "--service-account-private-key-file",
             str(cp.workdir / "sa.key"),
             "--root-ca-file",
             str(cp.workdir / "ca.crt"),
             "--use-service-account-credentials=false",
-        ],
+        ],  # fmt: skip
     )
     cp.start(
         "kwok",
