@@ -215,14 +215,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_experiment_dir(args: argparse.Namespace, report: Report) -> Path:
+    """Where `katib-nas run --local --out OUT` put this values file's records."""
+    from .local.plan import experiment_name
+
+    path: Path = args.out / "models" / experiment_name(report, args.release)
+    return path
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
-    from .local.plan import experiment_name
-
     report = _checked(args.file, args.release)
     assert report.values is not None
-    experiment_dir = args.out / "models" / experiment_name(report, args.release)
+    experiment_dir = _local_experiment_dir(args, report)
     if not (experiment_dir / "best.json").is_file():
         raise LocalRunError(f"{args.file}: no best model in {experiment_dir}; run `katib-nas run --local {args.file}`")
     os.environ["MODEL_DIR"] = str(experiment_dir)
@@ -240,7 +246,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     report = _checked(args.file, args.release)
     assert report.values is not None
     name = experiment_name(report, args.release)
-    experiment_dir = args.experiment_dir or args.out / "models" / name
+    experiment_dir = args.experiment_dir or _local_experiment_dir(args, report)
     records = None
     if args.cluster:
         from .report import cluster_trials, records_from_trials

@@ -21,6 +21,9 @@ from optuna.distributions import BaseDistribution  # noqa: E402
 from optuna.exceptions import ExperimentalWarning  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
+from katib_nas_server.best import read_pointer  # noqa: E402
+from katib_nas_trainer.files import read_json, read_json_or  # noqa: E402
+
 from .errors import LocalRunError  # noqa: E402
 from .local.space import search_space  # noqa: E402
 from .models import Experiment  # noqa: E402
@@ -46,10 +49,10 @@ def read_records(experiment_dir: Path, metric: str) -> list[TrialRecord]:
     t0 = min(starts)
     for params_path in sorted(experiment_dir.glob("*/params.json")):
         trial = params_path.parent
-        params = json.loads(params_path.read_text())
-        curve = _json(trial / "curve.json", [])
-        metrics = _json(trial / "metrics.json", {})
-        status = _json(trial / "status.json", {})
+        params = read_json(params_path)
+        curve = read_json_or(trial / "curve.json", [])
+        metrics = read_json_or(trial / "metrics.json", {})
+        status = read_json_or(trial / "status.json", {})
         complete = (trial / "COMPLETE").is_file()
         finished = (trial / "COMPLETE").stat().st_mtime if complete else (trial / "curve.json").stat().st_mtime
         records.append(
@@ -121,13 +124,6 @@ def cluster_trials(
     if not items:
         raise LocalRunError(f"no Trials of Experiment {namespace}/{experiment} in the cluster")
     return items
-
-
-def _json(path: Path, default: Any) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return default
 
 
 def rebuild_study(records: list[TrialRecord], experiment: Experiment) -> optuna.Study:
@@ -252,7 +248,7 @@ def write_report(
         "epochs_planned": planned if curves else None,
         "epochs_saved_by_rule": saved_rule if curves else None,
         "epochs_saved_by_patience": saved_patience if curves else None,
-        "best": _json(experiment_dir / "best.json", None),
+        "best": read_pointer(experiment_dir),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     page = out / "index.html"

@@ -8,7 +8,6 @@ trials that were running start again under the same name and the trainer picks u
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -24,7 +23,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from katib_nas_server.best import best_from_records, publish
+from katib_nas_server.best import best_from_records, publish, read_pointer
+from katib_nas_trainer.files import read_json_or
 
 from ..errors import LocalRunError
 from .collector import parse_line, reduce
@@ -43,8 +43,8 @@ class Running:
     proc: subprocess.Popen[str]
     slot: int
     log: IO[str]
-    reader: threading.Thread
     reports: list[dict[str, float]] = field(default_factory=list)
+    reader: threading.Thread = field(init=False)
 
 
 @dataclass
@@ -81,6 +81,8 @@ class LocalRunner:
         self.strategy = strategies.get(self.metric, "max" if self.maximize else "min")
         self.progress = progress or Progress()
         self.stop = threading.Event()
+        pointer = read_pointer(self.experiment_dir)  # a resumed run's best so far, for the status line
+        self.best = _best_text(pointer["metric"], pointer["value"], pointer["trial"]) if pointer else "-"
         self.space = search_space(e.parameters)
         self.experiment_dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
@@ -113,7 +115,7 @@ class LocalRunner:
             start_new_session=True,  # Ctrl-C reaches the runner only; it stops the trials itself
             preexec_fn=lambda: os.sched_setaffinity(0, cores),  # noqa: PLW1509
         )
-        running = Running(number, name, proc, slot, log, threading.Thread(target=lambda: None))
+        running = Running(number, name, proc, slot, log)
         running.reader = threading.Thread(target=self._read, args=(running,), daemon=True)
         running.reader.start()
         return running
@@ -128,11 +130,8 @@ class LocalRunner:
                 running.reports.append(metrics)
 
     def record_metrics(self, name: str) -> dict[str, Any]:
-        try:
-            data: dict[str, Any] = json.loads((self.experiment_dir / name / "metrics.json").read_text())
-        except (OSError, ValueError):
-            return {}
-        return data
+        metrics: dict[str, Any] = read_json_or(self.experiment_dir / name / "metrics.json", {})
+        return metrics
 
     def reap(self, running: Running, summary: Summary) -> None:
         code = running.proc.wait()
@@ -157,6 +156,7 @@ class LocalRunner:
         self.progress.event(f"{running.name} {how}: {self.metric}={value:.4f}")
         best = best_from_records(self.experiment_dir, self.metric, "maximize" if self.maximize else "minimize")
         if best is not None and publish(self.experiment_dir, best):
+            self.best = _best_text(best.metric, best.value, best.trial)
             self.progress.event(f"best model now {best.trial} ({best.metric}={best.value:.4f})")
 
     # --- the loop ------------------------------------------------------------------------------
@@ -165,11 +165,10 @@ class LocalRunner:
         e = self.plan.values.experiment
         started = time.monotonic()
         summary = Summary(self.experiment_dir)
-        previous = {t.state for t in self.study.trials}
         summary.completed = sum(t.state == TrialState.COMPLETE for t in self.study.trials)
         summary.failed = sum(t.state == TrialState.FAIL for t in self.study.trials)
         resume = [t for t in self.study.trials if t.state == TrialState.RUNNING]
-        if previous:
+        if self.study.trials:
             self.progress.event(
                 f"resuming {self.plan.name}: {summary.completed} done, {summary.failed} failed, "
                 f"{len(resume)} interrupted trial(s) start again"
@@ -178,16 +177,15 @@ class LocalRunner:
         handlers = {sig: signal.signal(sig, self._interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             while not self.stop.is_set():
-                for slot, r in list(running.items()):
-                    if r.proc.poll() is not None:
-                        del running[slot]
-                        self.reap(r, summary)
+                done = [slot for slot, r in running.items() if r.proc.poll() is not None]
+                for slot in done:
+                    self.reap(running.pop(slot), summary)
                 if summary.failed > e.maxFailedTrialCount:
                     raise LocalRunError(
                         f"{summary.failed} trials failed, more than experiment.maxFailedTrialCount="
                         f"{e.maxFailedTrialCount}; see the logs in {self.logs}"
                     )
-                if self._goal_reached():
+                if (done or not running) and self._goal_reached():  # the study changes only when a trial ends
                     self.progress.event(f"objective goal {e.objective.goal} reached")
                     break
                 free = [s for s in range(self.parallel) if s not in running]
@@ -235,14 +233,9 @@ class LocalRunner:
         return best >= goal if self.maximize else best <= goal
 
     def _status(self, running: dict[int, Running], summary: Summary) -> None:
-        pointer = self.experiment_dir / "best.json"
-        best = "-"
-        if pointer.is_file():
-            data = json.loads(pointer.read_text())
-            best = f"{data['metric']}={data['value']:.4f} ({data['trial']})"
         e = self.plan.values.experiment
         self.progress.status(
-            len(running), summary.completed, summary.stopped_early, summary.failed, e.maxTrialCount, best
+            len(running), summary.completed, summary.stopped_early, summary.failed, e.maxTrialCount, self.best
         )
 
     def _totals(self, summary: Summary) -> None:
@@ -253,8 +246,11 @@ class LocalRunner:
             metrics = self.record_metrics(self.trial_name(t.number))
             summary.epochs_run += int(metrics.get("epochs_run", 0))
             summary.epochs_planned += epochs
-        pointer = self.experiment_dir / "best.json"
-        summary.best = json.loads(pointer.read_text()) if pointer.is_file() else None
+        summary.best = read_pointer(self.experiment_dir)
+
+
+def _best_text(metric: str, value: float, trial: str) -> str:
+    return f"{metric}={value:.4f} ({trial})"
 
 
 def _short(params: dict[str, Any]) -> str:

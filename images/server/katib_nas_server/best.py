@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from katib_nas_trainer.files import atomic_write
+from katib_nas_trainer.files import atomic_write, read_json_or
 
 POINTER = "best.json"
 COMPLETE = "COMPLETE"
@@ -39,10 +39,7 @@ def complete_record(experiment_dir: Path, trial: str) -> dict[str, Any] | None:
     record = experiment_dir / trial
     if not (record / COMPLETE).is_file() or not (record / "model.onnx").is_file():
         return None
-    try:
-        metrics: dict[str, Any] = json.loads((record / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    metrics: dict[str, Any] | None = read_json_or(record / "metrics.json", None)
     return metrics
 
 
@@ -87,10 +84,7 @@ def experiment_finished(experiment: dict[str, Any]) -> bool:
 
 
 def read_pointer(experiment_dir: Path) -> dict[str, Any] | None:
-    try:
-        pointer: dict[str, Any] = json.loads((experiment_dir / POINTER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    pointer: dict[str, Any] | None = read_json_or(experiment_dir / POINTER, None)
     return pointer
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+
+from katib_nas_trainer.files import read_json_or
 
 from .best import COMPLETE, POINTER, read_pointer
 
@@ -78,7 +79,7 @@ def load(pointer: Pointer, threads: int = 1) -> LoadedModel:
     if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
         raise ModelNotFound(f"{record}/model.onnx takes input shape {shape}; expected [batch, C, H, W]")
     classes = outputs[0].shape[-1]
-    params, metrics = _json(record / "params.json"), _json(record / "metrics.json")
+    params, metrics = _dict(record / "params.json"), _dict(record / "metrics.json")
     return LoadedModel(
         session=session,
         version=pointer.version,
@@ -92,9 +93,6 @@ def load(pointer: Pointer, threads: int = 1) -> LoadedModel:
     )
 
 
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+def _dict(path: Path) -> dict[str, Any]:
+    data = read_json_or(path, {})
     return data if isinstance(data, dict) else {}

@@ -1,10 +1,13 @@
-"""Atomic file writes, shared by the trainer's records and the server image's pointer and batch
-output (standard library only: the server image copies this module)."""
+"""Reading and atomically writing record files, shared by the trainer's records, the server image's
+pointer and batch output, and the generator's runner and report (standard library only: the server
+image copies this module)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -16,3 +19,16 @@ def atomic_write(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     tmp.replace(path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_json_or(path: Path, default: Any) -> Any:
+    """The file's JSON, or `default` when it is missing or unreadable (records are written atomically,
+    so unreadable means not there yet or not ours)."""
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return default

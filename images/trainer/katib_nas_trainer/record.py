@@ -21,10 +21,6 @@ def write_json(path: Path, payload: Any) -> None:
     atomic_write(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def save_torch(path: Path, payload: Any) -> None:
     buffer = io.BytesIO()
     torch.save(payload, buffer)

@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from .data import Dataset
+from .files import read_json
 from .model import build_model, build_optimizer
-from .record import TrialRecord, read_json, save_torch, write_json
+from .record import TrialRecord, save_torch, write_json
 from .stopping import Rule, peer_curves, should_stop
 
 EXIT_TERMINATED = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
