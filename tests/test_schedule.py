@@ -1,5 +1,7 @@
 """The real kube-scheduler against each cluster profile's nodes (kwok): it runs as many trials at once
-as `katib-nas validate` says fit, next to the release's other pods, and none where they cannot go."""
+as `katib-nas validate` says fit, next to the release's other pods, and none where they cannot go.
+The trial Jobs are Katib's own: its trial controller makes them from Trials, and its pod webhook
+injects the metrics-collector sidecar."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from generator.quantity import parse_quantity
 from generator.validate import validate_file
 
 from .conftest import PROFILE_VALUES
@@ -53,24 +56,28 @@ def _settled(cp: ControlPlane, selector: str, at_least: int, seconds: float = 90
     raise AssertionError(f"pods {selector} did not settle: {last}\n{cp.log('kube-scheduler')[-2000:]}")
 
 
-def _trial_job(template: dict[str, Any], name: str, sidecar: dict[str, str]) -> dict[str, Any]:
-    """A trial Job as Katib makes it from the trial template: parameters filled in, Katib's labels,
-    and the metrics-collector sidecar Katib injects (with the requests the profile states)."""
-    text = json.dumps(template)
+def _trial(experiment: dict[str, Any], name: str) -> dict[str, Any]:
+    """A Trial as Katib's experiment controller makes one from a suggestion (getTrialInstance):
+    the trial template with its parameters filled in, and the Experiment's objective, collector and
+    primary-container settings. Katib's trial controller turns it into the Job, and Katib's pod
+    webhook adds the metrics-collector sidecar to the Job's pod."""
+    spec = experiment["spec"]
+    template = spec["trialTemplate"]
+    text = json.dumps(template["trialSpec"])
     for reference in set(re.findall(r"\$\{trialParameters\.([^}]+)\}", text)):
         text = text.replace("${trialParameters." + reference + "}", name if reference == "trialName" else "1")
-    job: dict[str, Any] = json.loads(text)
-    job["metadata"] = {"name": name, "namespace": NS, "labels": {"katib.kubeflow.org/trial": name}}
-    pod = job["spec"]["template"]
-    pod.setdefault("metadata", {}).setdefault("labels", {})["katib.kubeflow.org/trial"] = name
-    for container in pod["spec"]["containers"]:  # quantities as the API's strings
-        for kind in ("requests", "limits"):
-            resources = container.get("resources", {}).get(kind, {})
-            resources.update({k: str(v) for k, v in resources.items()})
-    pod["spec"]["containers"].append(
-        {"name": "metrics-logger-and-collector", "image": "collector", "resources": {"requests": sidecar}}
-    )
-    return job
+    run: dict[str, Any] = json.loads(text)
+    run["metadata"] = {"name": name, "namespace": NS}
+    labels = {"katib.kubeflow.org/experiment": experiment["metadata"]["name"]}
+    trial = {"objective": spec["objective"], "runSpec": run, "metricsCollector": spec["metricsCollectorSpec"]}
+    trial.update({k: template[k] for k in ("primaryContainerName", "primaryPodLabels") if k in template})
+    trial.update({k: template[k] for k in ("successCondition", "failureCondition") if k in template})
+    return {
+        "apiVersion": "kubeflow.org/v1beta1",
+        "kind": "Trial",
+        "metadata": {"name": name, "namespace": NS, "labels": labels},
+        "spec": trial,
+    }
 
 
 def test_the_scheduler_runs_as_many_trials_as_the_generator_says(cluster: tuple[ControlPlane, Path]) -> None:
@@ -107,24 +114,24 @@ def test_the_scheduler_runs_as_many_trials_as_the_generator_says(cluster: tuple[
     assert all(p.spec.node_name for p in others), [(p.metadata.name, p.status.conditions) for p in others]
 
     fit = report.trials_at_once
-    template = experiment(cp, NS)["spec"]["trialTemplate"]["trialSpec"]
-    sidecar = {
-        "cpu": report.profile.metricsCollectorRequests.cpu,
-        "memory": report.profile.metricsCollectorRequests.memory,
-    }
-    # Trial pods from the trial Job's pod template. Bare pods: kwok's default stages finish Job-owned
-    # pods at once, which would free their node before the count.
-    for i in range(fit + 2):
-        job = _trial_job(template, f"trial-{i}", sidecar)
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {**job["spec"]["template"]["metadata"], "name": f"trial-{i}"},
-        }
-        core.create_namespaced_pod(NS, {**pod, "spec": job["spec"]["template"]["spec"]})  # type: ignore[arg-type]  # the API takes the dict as is
-    trials = _settled(cp, "katib.kubeflow.org/trial", at_least=fit + 2)
+    created = experiment(cp, NS)
+    custom = client.CustomObjectsApi(cp.api())
+    names = [f"trial-{i}" for i in range(fit + 2)]
+    for name in names:
+        custom.create_namespaced_custom_object("kubeflow.org", "v1beta1", NS, "trials", _trial(created, name))
+    trials = _settled(cp, f"batch.kubernetes.io/job-name in ({','.join(names)})", at_least=len(names))
+    # Katib's webhook injected its collector with the requests the generator reserves for it.
+    sidecars = [c for t in trials for c in t.spec.containers if c.name == "metrics-logger-and-collector"]
+    assert len(sidecars) == len(trials), [[c.name for c in t.spec.containers] for t in trials]
+    reserved = report.profile.metricsCollectorRequests
+    assert all(
+        parse_quantity(c.resources.requests["cpu"]) == parse_quantity(reserved.cpu)
+        and parse_quantity(c.resources.requests["memory"]) == parse_quantity(reserved.memory)
+        for c in sidecars
+    ), sidecars[0].resources
     placed = [t for t in trials if t.spec.node_name]
-    assert len(placed) == fit, f"{len(placed)} trials placed, the generator says {fit} fit"
+    reasons = [c.message for t in trials for c in t.status.conditions or [] if c.reason == "Unschedulable"]
+    assert len(placed) == fit, f"{len(placed)} trials placed, the generator says {fit} fit: {reasons}"
     eligible = {n for n in nodes if not n.startswith("control-plane")}
     assert {t.spec.node_name for t in placed} <= eligible
     waiting = [t for t in trials if not t.spec.node_name]
