@@ -18,9 +18,8 @@ from .trainer_contract import TRAINER_FLAGS, TRAINER_METRICS, TRAINER_REPOSITORY
 
 Finding = tuple[str, str]
 
-# Katib: trial names are <experiment>-<8 random chars>, used as label values (<= 63).
-TRIAL_SUFFIX = 9
-K8S_NAME_MAX = 63
+# Katib's webhook refuses longer Experiment names.
+EXPERIMENT_NAME_MAX = 40
 EARLY_STOPPING_COLLECTORS = ("StdOut", "File", "TfEvent")
 # Katib's `${trialSpec.X}` meta references (consts.TrialTemplateMetaKeys).
 META_REFERENCE = re.compile(r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|Labels\[.+\]|Annotations\[.+\])\}$")
@@ -82,25 +81,18 @@ def _counts(e: Experiment) -> Iterator[Finding]:
 
 
 def _names(values: ChartValues, release: str) -> Iterator[Finding]:
+    """Katib's webhook rule for Experiment names (ValidateExperiment). At 40 characters the names
+    Katib derives from it (trials <name>-<8 chars>, services <name>-<algorithm>) fit in 63."""
     name = experiment_name(release, values)
     path = "experiment.name" if values.experiment.name else "fullnameOverride"
-    limit = K8S_NAME_MAX - TRIAL_SUFFIX
-    if len(name) > limit:
+    if len(name) > EXPERIMENT_NAME_MAX:
         yield (
             path,
-            f"Experiment name {name!r} has {len(name)} characters; Katib names trials <name>-<8 chars>, "
-            f"which must fit in 63, so use at most {limit}",
+            f"Experiment name {name!r} has {len(name)} characters; Katib's webhook refuses names longer "
+            f"than {EXPERIMENT_NAME_MAX}, set experiment.name to a shorter one",
         )
-    services: list[str] = [values.experiment.algorithm.algorithmName]
-    if values.experiment.earlyStopping.enabled and values.experiment.earlyStopping.algorithmName == "medianstop":
-        services.append("medianstop")  # the katib-nas rules run in the trainer, not as a Katib service
-    for service in services:
-        if len(name) + 1 + len(service) > K8S_NAME_MAX:
-            yield (
-                path,
-                f"Experiment name {name!r} is too long for Katib's service {name}-{service} "
-                f"(63 characters at most); use at most {K8S_NAME_MAX - 1 - len(service)} characters",
-            )
+    if not name[:1].isascii() or not name[:1].islower():
+        yield (path, f"Experiment name {name!r} must start with a lowercase letter for Katib; set experiment.name")
 
 
 def _objective(e: Experiment) -> Iterator[Finding]:

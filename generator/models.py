@@ -145,7 +145,7 @@ class Experiment(StrictModel):
         "",
         description="Experiment name. @default -- the release's full name.",
         pattern=r"^([a-z]([-a-z0-9]*[a-z0-9])?)?$",
-        max_length=63,
+        max_length=40,  # Katib's webhook limit
     )
     objective: Objective = Field(default_factory=Objective, description="What the search optimises.")
     algorithm: Algorithm = Field(default_factory=Algorithm, description="How Katib suggests trials.")

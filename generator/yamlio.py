@@ -26,6 +26,7 @@ def value_path(loc: tuple[str | int, ...] | list[str | int]) -> str:
 _FIXES = {
     "extra_forbidden": "remove it or fix its spelling",
     "missing": "add it",
+    "string_too_long": "shorten it",
 }
 
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from .conftest import PROFILE_VALUES, ROOT, tool, tool_env
 from .controlplane import ControlPlane, start_control_plane
+from .test_validate import BASES, CASES, merged
 
 INJECTION = {"katib.kubeflow.org/metrics-collector-injection": "enabled"}
 BASE = yaml.safe_load((ROOT / "values" / "microk8s.yaml").read_text())
@@ -138,7 +139,7 @@ CHOICES = {"optimizer": ["adam", "adamw", "sgd", "rmsprop"], "batch-size": ["16"
 @st.composite
 def search_spaces(draw: st.DrawFn) -> dict[str, Any]:
     """Experiments with search spaces a user might write: ranges (sometimes empty or reversed),
-    lists, steps, algorithms and counts."""
+    lists, steps, algorithms, counts and names."""
     parameters = []
     for name in draw(st.lists(st.sampled_from(sorted(PARAMETERS | CHOICES)), min_size=1, max_size=4, unique=True)):
         if name in CHOICES:
@@ -154,7 +155,11 @@ def search_spaces(draw: st.DrawFn) -> dict[str, Any]:
             space["step"] = str(draw(st.integers(1, 3)) if kind == "int" else draw(st.sampled_from([0.01, 0.05, 0.1])))
         parameters.append({"name": name, "parameterType": kind, "feasibleSpace": space})
     parallel = draw(st.integers(1, 4))
+    named = {}
+    if draw(st.booleans()):  # around Katib's 40-character limit
+        named["name"] = draw(st.from_regex(r"[a-z][a-z0-9-]{30,45}[a-z0-9]", fullmatch=True))
     return {
+        **named,
         "algorithm": {"algorithmName": draw(st.sampled_from(["random", "grid", "tpe", "bayesianoptimization"]))},
         "parameters": parameters,
         "parallelTrialCount": parallel,
@@ -193,37 +198,141 @@ def test_katibs_webhook_accepts_every_experiment_the_generator_accepts(
         ) from None
 
 
-# Values the generator rejects for a rule of Katib's webhook (pkg/webhook/v1beta1/experiment/validator):
-# the webhook must reject the same Experiment, rendered by helm with the generator's checks skipped.
-# (Ranges the wrong way round or grid doubles without a step are not among them: Katib accepts those
-# and fails later in the suggestion service, which this tier found; the generator rejects them too.)
+# --- the malformed-values table against Katib --------------------------------------------------
+#
+# Where each case of tests/test_validate.py's table is stopped when the generator is skipped (a user
+# running helm on its own). The generator stops all of them before helm runs; this says which of
+# them anything else would catch before the release is installed, and checks it:
+#   helm       the chart's schema or its render guards refuse it; nothing reaches the cluster
+#   webhook    Katib's Experiment webhook refuses it (the detail is the field its message names)
+# and for the rest Katib's webhook admits the Experiment, and the failure comes after install:
+#   suggestion Katib's suggestion or early-stopping service fails on the search space or settings
+#   trial      trials fail or report nothing: the katib-nas trainer's flags, metrics and rules
+#   cluster    pods cannot be placed or cannot share the PVC, or the generator has no cluster profile
+FIRST_STOP = {
+    "typo": ("helm", "don't meet the specifications of the schema"),
+    "wrong-type": ("helm", "don't meet the specifications of the schema"),
+    "name-too-long": ("helm", "don't meet the specifications of the schema"),
+    "both-spaces": ("helm", "katib-nas: experiment.parameters and experiment.nasConfig are both set"),
+    "parallel-above-max": ("helm", "katib-nas: experiment.parallelTrialCount (5) is larger"),
+    "failed-above-max": ("helm", "katib-nas: experiment.maxFailedTrialCount (20) is larger"),
+    "file-collector-without-source": ("helm", "katib-nas: experiment.metricsCollector.kind is File"),
+    "duplicate-parameter": ("webhook", "spec.trialTemplate.trialParameters[1].name"),
+    "list-on-double": ("webhook", "spec.parameters[0].feasibleSpace.list"),
+    "range-on-categorical": ("webhook", "spec.parameters[0].feasibleSpace"),
+    "objective-in-additional": ("webhook", "spec.objective.additionalMetricNames"),
+    "derived-name-too-long": ("webhook", "metadata.name"),
+    "derived-name-starts-with-a-digit": ("webhook", "metadata.name"),
+    "trial-parameter-bad-reference": ("webhook", "spec.trialTemplate.trialParameters[0].reference"),
+    "trial-parameter-unused": ("webhook", "spec.trialTemplate.trialParameters[1].name"),
+    "bad-quantity": ("webhook", "spec.trialTemplate"),
+    **dict.fromkeys(
+        [
+            "min-not-below-max",
+            "step-zero",
+            "step-wider-than-range",
+            "empty-list",
+            "duplicate-list-values",
+            "grid-double-without-step",
+            "grid-smaller-than-maxtrialcount",
+            "bayesian-double-min-zero",
+            "hyperband-without-settings",
+            "hyperband-parallelism",
+            "pbt-without-settings",
+            "cmaes-one-dimension",
+            "tpe-unknown-setting",
+            "enas-without-nasconfig",
+            "medianstop-start-step-zero",
+        ],
+        ("suggestion", ""),
+    ),
+    **dict.fromkeys(
+        [
+            "early-stopping-push-collector",
+            "halving-reduction-factor-one",
+            "median-has-no-reduction-factor",
+            "shared-rule-with-another-trainer",
+            "objective-not-printed",
+            "file-collector-read-only-path",
+            "unknown-trainer-flag",
+            "trainer-flag-out-of-range",
+            "trainer-flag-bad-choice",
+        ],
+        ("trial", ""),
+    ),
+    **dict.fromkeys(
+        [
+            "trial-fits-no-node",
+            "resources-missing",
+            "gpu-on-cpu-profile",
+            "more-gpus-than-a-node",
+            "gpu-profile-without-gpu-request",
+            "gpu-without-limit",
+            "gpu-without-runtime-class",
+            "multi-node-readwriteonce",
+            "rwx-without-rwx-storage",
+            "kserve-on-one-small-node",
+            "profile-unset",
+            "profile-file-missing",
+        ],
+        ("cluster", ""),
+    ),
+}
+REFUSED = [c for c in CASES if c[4] != 0]
+
+
+def test_every_refused_case_says_where_katib_would_stop_it() -> None:
+    assert sorted(FIRST_STOP) == sorted(c[0] for c in REFUSED)
+
+
+@pytest.mark.parametrize(("case", "base", "override"), [c[:3] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_katibs_webhook_on_the_malformed_values_table(
+    control_plane: ControlPlane, case: str, base: str, override: dict[str, Any]
+) -> None:
+    from kubernetes import client
+
+    from generator import helm
+    from generator.errors import HelmError
+
+    stage, detail = FIRST_STOP[case]
+    data = merged(BASES[base], override)
+    try:  # with KServe's API present, so the chart's CRD guard does not stand in for the cluster
+        docs = helm.template(
+            data,
+            release="nas",
+            namespace="webhook",
+            kube_version="1.34.2",
+            api_versions=[helm.KATIB_API, helm.KSERVE_API],
+        )
+    except HelmError as exc:
+        assert stage == "helm", f"helm refuses it, the table says {stage}: {exc}"
+        assert detail in f"{exc}\n{exc.stderr}"
+        return
+    assert stage != "helm", "helm renders it"
+    body = next(d for d in docs if d["kind"] == "Experiment")
+    try:
+        client.CustomObjectsApi(control_plane.api()).create_namespaced_custom_object(
+            "kubeflow.org", "v1beta1", "webhook", "experiments", body, dry_run="All"
+        )
+    except client.ApiException as exc:
+        said = exc.body or ""
+        assert stage == "webhook", f"Katib's webhook refuses it, the table says {stage}: {said}"
+        assert exc.status == 400 and "validator.experiment.katib.kubeflow.org" in said
+        assert detail in said, said
+        return
+    assert stage != "webhook", "Katib's webhook admits it"
+
+
+# Counts above maxTrialCount: the chart's guards refuse them at render time, so the table's cases
+# never reach Katib. Rendered with safe counts and the case's put back, Katib's webhook refuses them too.
 REJECTED = [
     ("parallel-over-max", {"parallelTrialCount": 5, "maxTrialCount": 4}, "spec.parallelTrialCount"),
     ("failed-over-max", {"maxFailedTrialCount": 5, "maxTrialCount": 4}, "spec.maxFailedTrialCount"),
-    (
-        "objective-among-additional-metrics",
-        {"objective": {"objectiveMetricName": "accuracy", "additionalMetricNames": ["accuracy"]}},
-        "spec.objective.additionalMetricNames",
-    ),
-    (
-        "list-for-a-double",
-        {"parameters": [{"name": "lr", "parameterType": "double", "feasibleSpace": {"list": ["0.1", "0.01"]}}]},
-        "spec.parameters[0].feasibleSpace",
-    ),
-    (
-        "range-for-a-categorical",
-        {
-            "parameters": [
-                {"name": "optimizer", "parameterType": "categorical", "feasibleSpace": {"min": "1", "max": "2"}}
-            ]
-        },
-        "spec.parameters[0].feasibleSpace",
-    ),
 ]
 
 
 @pytest.mark.parametrize(("change", "where"), [c[1:] for c in REJECTED], ids=[c[0] for c in REJECTED])
-def test_katibs_webhook_rejects_what_the_generator_rejects(
+def test_katibs_webhook_refuses_the_counts_the_chart_guards(
     control_plane: ControlPlane, change: dict[str, Any], where: str
 ) -> None:
     from kubernetes import client
@@ -233,12 +342,10 @@ def test_katibs_webhook_rejects_what_the_generator_rejects(
     data = {**BASE, "experiment": {**BASE["experiment"], **change}}
     report = validate_data(data, "values.yaml", ROOT / "values")
     assert report.errors, "the generator accepts this"
-    # The chart's own guards refuse counts above maxTrialCount at render time: render safe counts,
-    # then put the case's back.
-    counts = {k: v for k, v in change.items() if k in ("parallelTrialCount", "maxFailedTrialCount")}
-    safe = {"parallelTrialCount": 1, "maxFailedTrialCount": 0}
-    body = _rendered_experiment({**data, "experiment": {**data["experiment"], **safe}})
-    body["spec"].update(counts)
+    body = _rendered_experiment(
+        {**data, "experiment": {**data["experiment"], "parallelTrialCount": 1, "maxFailedTrialCount": 0}}
+    )
+    body["spec"].update(change)
     with pytest.raises(client.ApiException) as denied:
         client.CustomObjectsApi(control_plane.api()).create_namespaced_custom_object(
             "kubeflow.org", "v1beta1", "webhook", "experiments", body, dry_run="All"

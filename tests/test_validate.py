@@ -117,6 +117,20 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
         2,
     ),
     (
+        "range-on-categorical",
+        "microk8s",
+        params(space("optimizer", "categorical", min="1", max="2")),
+        [
+            "{f}: experiment.parameters[0].feasibleSpace.min: is not supported for parameterType categorical; list "
+            "the values under feasibleSpace.list",
+            "{f}: experiment.parameters[0].feasibleSpace.max: is not supported for parameterType categorical; list "
+            "the values under feasibleSpace.list",
+            "{f}: experiment.parameters[0].feasibleSpace.list: is empty; parameterType categorical needs at least one "
+            "value",
+        ],
+        2,
+    ),
+    (
         "both-spaces",
         "microk8s",
         {"experiment": {"nasConfig": {"graphConfig": {"numLayers": 2}}}},
@@ -319,16 +333,28 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
         2,
     ),
     (
-        "name-too-long-for-trials",
+        "name-too-long",
         "microk8s",
-        {"experiment": {"name": "digits-mlp-search-" + "x" * 37, "earlyStopping": {"algorithmName": "medianstop"}}},
+        {"experiment": {"name": "digits-mlp-search-" + "x" * 23}},
+        ["{f}: experiment.name: String should have at most 40 characters; shorten it"],
+        2,
+    ),
+    (
+        "derived-name-too-long",
+        "microk8s",
+        {"fullnameOverride": "nas-" + "y" * 37},
         [
-            "{f}: experiment.name: Experiment name 'digits-mlp-search-" + "x" * 37 + "' has 55 characters; Katib names "
-            "trials <name>-<8 chars>, which must fit in 63, so use at most 54",
-            "{f}: experiment.name: Experiment name 'digits-mlp-search-"
-            + "x" * 37
-            + "' is too long for Katib's service "
-            "digits-mlp-search-" + "x" * 37 + "-medianstop (63 characters at most); use at most 52 characters",
+            "{f}: fullnameOverride: Experiment name 'nas-" + "y" * 37 + "' has 41 characters; Katib's webhook refuses "
+            "names longer than 40, set experiment.name to a shorter one"
+        ],
+        2,
+    ),
+    (
+        "derived-name-starts-with-a-digit",
+        "microk8s",
+        {"fullnameOverride": "1nas"},
+        [
+            "{f}: fullnameOverride: Experiment name '1nas' must start with a lowercase letter for Katib; set experiment.name"
         ],
         2,
     ),

@@ -153,6 +153,10 @@ The promotion step of the server image. Takes a dict with "context" and "mode":
 {{- if gt (int $e.maxFailedTrialCount) (int $e.maxTrialCount) }}
 {{- fail (printf "katib-nas: experiment.maxFailedTrialCount (%d) is larger than experiment.maxTrialCount (%d); lower maxFailedTrialCount" (int $e.maxFailedTrialCount) (int $e.maxTrialCount)) }}
 {{- end }}
+{{- $source := $e.metricsCollector.source }}
+{{- if and (eq $e.metricsCollector.kind "File") (not (and $source $source.fileSystemPath $source.fileSystemPath.path)) }}
+{{- fail "katib-nas: experiment.metricsCollector.kind is File but source.fileSystemPath.path is unset; set it to an absolute file under /tmp/" }}
+{{- end }}
 {{- end }}
 
 {{/*
