@@ -1,11 +1,11 @@
 """A real Kubernetes control plane on loopback for the install tests: etcd, kube-apiserver and
-Katib's controller with its Experiment webhooks, built by ci/install-controlplane.sh. No kubelet:
-objects are admitted and stored, pods are not run."""
+Katib's controllers and webhooks, built by ci/install-controlplane.sh. No kubelet: objects are
+admitted and stored; start_scheduling adds the scheduler, controller manager and kwok nodes."""
 
 from __future__ import annotations
 
 import base64
-import shutil
+import os
 import socket
 import ssl
 import subprocess
@@ -22,8 +22,6 @@ from .conftest import ROOT, free_port
 BIN = ROOT / ".tools" / "controlplane"
 # ci/install-controlplane.sh links Katib's manifests (same module version) next to the binaries.
 MANIFESTS = BIN.resolve().parent / "katib-manifests"
-# Katib's controller reads its webhook certificate from this fixed directory (consts.CertDir).
-KATIB_CERT_DIR = Path("/tmp/cert")
 TOKEN = "katib-nas-test-admin"
 
 
@@ -248,14 +246,13 @@ def _install_katib(cp: ControlPlane, hook_port: int) -> None:
         "kubeflow",
         client.V1ConfigMap(metadata=client.V1ObjectMeta(name="katib-config"), data={"katib-config.yaml": katib_config}),
     )
-    # The controller's own start-up settings: our certificate instead of its generator, loopback ports.
+    # The controller's start-up settings: loopback ports, trials as batch Jobs.
     (cp.workdir / "katib-config.yaml").write_text(
         yaml.safe_dump(
             {
                 "apiVersion": "config.kubeflow.org/v1beta1",
                 "kind": "KatibConfig",
                 "init": {
-                    "certGenerator": {"enable": False},
                     "controller": {
                         "webhookPort": hook_port,
                         "metricsAddr": f"127.0.0.1:{free_port()}",
@@ -266,13 +263,10 @@ def _install_katib(cp: ControlPlane, hook_port: int) -> None:
             }
         )
     )
-    KATIB_CERT_DIR.mkdir(exist_ok=True)
-    for name in ("tls.crt", "tls.key"):
-        shutil.copy(cp.workdir / name, KATIB_CERT_DIR / name)
-    import os
-
     env = dict(os.environ, KUBECONFIG=str(cp.kubeconfig), KATIB_CORE_NAMESPACE="kubeflow")
-    cp.start("katib-controller", ["--katib-config", str(cp.workdir / "katib-config.yaml")], env=env)
+    # ci/katib-controller/main.go: Katib's controllers and webhooks, the webhook server on loopback.
+    args = ["--katib-config", str(cp.workdir / "katib-config.yaml"), "--cert-dir", str(cp.workdir)]
+    cp.start("katib-controller", [*args, "--webhook-host", "127.0.0.1"], env=env)
 
     def hook_listening() -> bool:
         with socket.create_connection(("127.0.0.1", hook_port), timeout=1):
