@@ -13,6 +13,7 @@ import yaml
 from . import helm
 from .errors import GeneratorError, LocalRunError, ValuesError
 from .importer import dump_values, import_experiment
+from .kube import prepare_namespace
 from .profiles import dump_profile
 from .schema import SCHEMA_PATH, schema_drifted, write_schema
 from .validate import DEFAULT_RELEASE, Report, validate_file
@@ -99,6 +100,10 @@ def cmd_install(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     _check_upgrade(args, report)
+    done = prepare_namespace(
+        args.namespace, create=not args.dry_run, kubeconfig=args.kubeconfig, context=args.kube_context
+    )
+    print(done, file=sys.stderr)
     result = helm.install(
         report.raw,
         release=args.release,

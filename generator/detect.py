@@ -6,6 +6,7 @@ from collections import OrderedDict
 from typing import Any
 
 from .errors import ProfileError
+from .kube import api_client, cluster_error
 from .models import ClusterProfile, KServeSupport, NodeGroup, Reserve, StorageProfile, Taint
 from .quantity import parse_quantity
 
@@ -107,18 +108,14 @@ def _difference(capacity: str, allocatable: str, current: str, milli: bool = Fal
 
 def detect(name: str, kubeconfig: str | None = None, context: str | None = None) -> ClusterProfile:
     """Read nodes, storage classes and API groups through the kubernetes client."""
-    from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
+    from kubernetes import client
 
+    api = api_client(kubeconfig, context)
     try:
-        config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
-    except (ConfigException, FileNotFoundError) as exc:
-        raise ProfileError(f"cannot load a kubeconfig ({exc}); set KUBECONFIG or pass --kubeconfig") from None
-    try:
-        nodes = client.CoreV1Api().list_node().items
-        classes = client.StorageV1Api().list_storage_class().items
-        groups = [g.name for g in client.ApisApi().get_api_versions().groups]
-        version = client.VersionApi().get_code()
-    except Exception as exc:  # urllib3 and ApiException alike: the cluster is unreachable or refuses us
-        raise ProfileError(f"cannot read the cluster: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
+        nodes = client.CoreV1Api(api).list_node().items
+        classes = client.StorageV1Api(api).list_storage_class().items
+        groups = [g.name for g in client.ApisApi(api).get_api_versions().groups]
+        version = client.VersionApi(api).get_code()
+    except Exception as exc:
+        raise cluster_error(exc) from None
     return profile_from_cluster(name, nodes, classes, groups, f"{version.major}.{version.minor.rstrip('+')}")

@@ -40,6 +40,10 @@ class ProfileError(GeneratorError, ValueError):
     """A cluster profile that is missing or malformed."""
 
 
+class ClusterError(GeneratorError):
+    """The cluster cannot be reached, or is not ready for the release (such as an unlabelled namespace)."""
+
+
 class ImportExperimentError(GeneratorError, ValueError):
     """A Katib Experiment that cannot be turned into a values file."""
 

@@ -114,12 +114,16 @@ def _time(stamp: str | None) -> float | None:
 def cluster_trials(
     experiment: str, namespace: str, kubeconfig: str | None, context: str | None
 ) -> list[dict[str, Any]]:
-    from kubernetes import client, config
+    from kubernetes import client
 
-    config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
-    answer = client.CustomObjectsApi().list_namespaced_custom_object(
-        "kubeflow.org", "v1beta1", namespace, "trials", label_selector=f"katib.kubeflow.org/experiment={experiment}"
-    )
+    from .kube import api_client, cluster_error
+
+    try:
+        answer = client.CustomObjectsApi(api_client(kubeconfig, context)).list_namespaced_custom_object(
+            "kubeflow.org", "v1beta1", namespace, "trials", label_selector=f"katib.kubeflow.org/experiment={experiment}"
+        )
+    except Exception as exc:  # cluster_error, or refused
+        raise cluster_error(exc) from None
     items: list[dict[str, Any]] = answer.get("items", []) if isinstance(answer, dict) else []
     if not items:
         raise LocalRunError(f"no Trials of Experiment {namespace}/{experiment} in the cluster")

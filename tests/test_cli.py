@@ -11,6 +11,8 @@ import pytest
 import yaml
 
 from generator.cli import main
+from generator.errors import ClusterError
+from generator.kube import prepare_namespace
 from generator.schema import SCHEMA_PATH
 
 from .conftest import ROOT, by_kind, tool_env
@@ -48,23 +50,22 @@ def test_render_writes_the_profile_manifests(
     assert sorted(p.name for p in out.parent.iterdir()) == ["microk8s.yaml"]
 
 
+DEAD_CLUSTER = {  # nothing listens on port 9
+    "apiVersion": "v1",
+    "kind": "Config",
+    "current-context": "dead",
+    "clusters": [{"name": "dead", "cluster": {"server": "https://127.0.0.1:9"}}],
+    "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "u"}}],
+    "users": [{"name": "u", "user": {"token": "t"}}],
+}
+
+
 def test_install_without_a_cluster_says_so_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HELM", tool_env()["HELM"])
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "dead",
-                "clusters": [{"name": "dead", "cluster": {"server": "https://127.0.0.1:9"}}],
-                "contexts": [{"name": "dead", "context": {"cluster": "dead", "user": "u"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-            }
-        )
-    )
+    kubeconfig.write_text(yaml.safe_dump(DEAD_CLUSTER))
     proc = subprocess.run(
         ["katib-nas", "install", str(MICROK8S), "--dry-run", "--kubeconfig", str(kubeconfig)],
         capture_output=True,
@@ -76,6 +77,16 @@ def test_install_without_a_cluster_says_so_in_one_line(
     assert err[0] == "dry-run of release nas into namespace default (profile microk8s)..."
     assert len(err) == 2 and err[1].startswith("cannot reach the cluster (")
     assert err[1].endswith("); check KUBECONFIG / kubectl config current-context")
+
+
+def test_namespace_check_without_a_cluster_says_so_in_one_line(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(DEAD_CLUSTER))
+    with pytest.raises(ClusterError) as failed:
+        prepare_namespace("ml", create=True, kubeconfig=kubeconfig, context=None)
+    assert failed.value.message.startswith("cannot reach the cluster (")
+    assert failed.value.message.endswith("); check KUBECONFIG / kubectl config current-context")
+    assert "\n" not in failed.value.message
 
 
 def test_profile_detect_without_a_kubeconfig(

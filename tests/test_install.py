@@ -68,11 +68,16 @@ def test_install_upgrade_rollback_uninstall(control_plane: ControlPlane, values:
     from kubernetes import client
 
     ns = f"ml-{values.stem}"
-    client.CoreV1Api(control_plane.api()).create_namespace(namespace(ns))
     kube = ["--namespace", ns, "--kubeconfig", str(control_plane.kubeconfig)]
     installed = katib_nas("install", str(values), *kube)
     assert installed.returncode == 0, installed.stderr
     assert "release nas revision 1: ReleaseRevisionStatus.DEPLOYED" in installed.stdout
+    # The namespace did not exist: created with the label Katib's webhook needs to admit the Experiment.
+    assert f"namespace {ns} created with the label katib.kubeflow.org/metrics-collector-injection=enabled" in (
+        installed.stderr
+    )
+    created_ns = client.CoreV1Api(control_plane.api()).read_namespace(ns)
+    assert created_ns.metadata and (created_ns.metadata.labels or {}).items() >= INJECTION.items()
     created = experiment(control_plane, ns)
     max_trials = created["spec"]["maxTrialCount"]
 
@@ -123,6 +128,41 @@ def test_install_upgrade_rollback_uninstall(control_plane: ControlPlane, values:
             break
         assert time.monotonic() < deadline, control_plane.log("katib-controller")[-3000:]
         time.sleep(0.2)
+
+
+def test_install_refuses_a_namespace_katib_would_refuse(control_plane: ControlPlane) -> None:
+    """helm alone would create everything else and then fail on the Experiment, leaving a failed
+    release behind; katib-nas stops before helm runs."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(control_plane.api())
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="unlabelled")))
+    values = ROOT / "values" / "microk8s.yaml"
+    refused = katib_nas(
+        "install", str(values), "--namespace", "unlabelled", "--kubeconfig", str(control_plane.kubeconfig)
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[1:] == [
+        "namespace unlabelled lacks the label katib.kubeflow.org/metrics-collector-injection=enabled, without which "
+        "Katib's webhook refuses every Experiment; run `kubectl label namespace unlabelled "
+        "katib.kubeflow.org/metrics-collector-injection=enabled` and install again"
+    ]
+    assert helm(control_plane, "list", "--namespace", "unlabelled", "--all", "--short").stdout == ""
+    # A dry run into a namespace that does not exist says what install would do, and creates nothing.
+    dry = katib_nas(
+        "install", str(values), "--dry-run", "--namespace", "later", "--kubeconfig", str(control_plane.kubeconfig)
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert "namespace later would be created with the label" in dry.stderr
+    assert "later" not in {n.metadata.name for n in core.list_namespace().items if n.metadata}
+    assert core.list_namespaced_persistent_volume_claim("unlabelled").items == []
+    # helm on its own: Katib's webhook refuses the Experiment after the other objects are created.
+    direct = helm(
+        control_plane, "install", "nas", str(ROOT / "charts" / "katib-nas"), "-f", str(values), "-n", "unlabelled"
+    )
+    assert direct.returncode != 0 and "the namespace lacks label" in direct.stderr, direct.stderr
+    assert "failed" in helm(control_plane, "status", "nas", "--namespace", "unlabelled").stdout
+    assert len(core.list_namespaced_persistent_volume_claim("unlabelled").items) == 1
 
 
 # --- Katib's webhook against the generator ---------------------------------------------------
