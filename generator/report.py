@@ -122,7 +122,7 @@ def cluster_trials(
         answer = client.CustomObjectsApi(api_client(kubeconfig, context)).list_namespaced_custom_object(
             "kubeflow.org", "v1beta1", namespace, "trials", label_selector=f"katib.kubeflow.org/experiment={experiment}"
         )
-    except Exception as exc:  # cluster_error, or refused
+    except Exception as exc:  # unreachable, or refused
         raise cluster_error(exc) from None
     items: list[dict[str, Any]] = answer.get("items", []) if isinstance(answer, dict) else []
     if not items:

@@ -210,11 +210,23 @@ def search_spaces(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def _rendered_experiment(data: dict[str, Any]) -> dict[str, Any]:
+    """helm template with the generator's checks skipped; KServe's API counts as present, so the
+    chart's CRD guard does not stand in for the cluster."""
     from generator import helm
 
-    docs = helm.template(data, release="nas", namespace="webhook", kube_version="1.34.2", api_versions=[helm.KATIB_API])
+    apis = [helm.KATIB_API, helm.KSERVE_API]
+    docs = helm.template(data, release="nas", namespace="webhook", kube_version="1.34.2", api_versions=apis)
     found: dict[str, Any] = next(d for d in docs if d["kind"] == "Experiment")
     return found
+
+
+def _admit(cp: ControlPlane, body: dict[str, Any]) -> None:
+    """Send the Experiment through admission (Katib's webhooks included) without storing it."""
+    from kubernetes import client
+
+    client.CustomObjectsApi(cp.api()).create_namespaced_custom_object(
+        "kubeflow.org", "v1beta1", "webhook", "experiments", body, dry_run="All"
+    )
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -229,10 +241,8 @@ def test_katibs_webhook_accepts_every_experiment_the_generator_accepts(
     data = {**BASE, "experiment": {**BASE["experiment"], **experiment}}
     report = validate_data(data, "values.yaml", ROOT / "values")
     hypothesis.assume(not report.errors)
-    api = client.CustomObjectsApi(control_plane.api())
-    body = _rendered_experiment(data)
     try:
-        api.create_namespaced_custom_object("kubeflow.org", "v1beta1", "webhook", "experiments", body, dry_run="All")
+        _admit(control_plane, _rendered_experiment(data))
     except client.ApiException as exc:
         raise AssertionError(
             f"the generator accepts what Katib rejects:\n{exc.body}\n{yaml.safe_dump(experiment)}"
@@ -332,29 +342,18 @@ def test_katibs_webhook_on_the_malformed_values_table(
 ) -> None:
     from kubernetes import client
 
-    from generator import helm
     from generator.errors import HelmError
 
     stage, detail = FIRST_STOP[case]
-    data = merged(BASES[base], override)
-    try:  # with KServe's API present, so the chart's CRD guard does not stand in for the cluster
-        docs = helm.template(
-            data,
-            release="nas",
-            namespace="webhook",
-            kube_version="1.34.2",
-            api_versions=[helm.KATIB_API, helm.KSERVE_API],
-        )
+    try:
+        body = _rendered_experiment(merged(BASES[base], override))
     except HelmError as exc:
         assert stage == "helm", f"helm refuses it, the table says {stage}: {exc}"
         assert detail in f"{exc}\n{exc.stderr}"
         return
     assert stage != "helm", "helm renders it"
-    body = next(d for d in docs if d["kind"] == "Experiment")
     try:
-        client.CustomObjectsApi(control_plane.api()).create_namespaced_custom_object(
-            "kubeflow.org", "v1beta1", "webhook", "experiments", body, dry_run="All"
-        )
+        _admit(control_plane, body)
     except client.ApiException as exc:
         said = exc.body or ""
         assert stage == "webhook", f"Katib's webhook refuses it, the table says {stage}: {said}"
@@ -388,9 +387,7 @@ def test_katibs_webhook_refuses_the_counts_the_chart_guards(
     )
     body["spec"].update(change)
     with pytest.raises(client.ApiException) as denied:
-        client.CustomObjectsApi(control_plane.api()).create_namespaced_custom_object(
-            "kubeflow.org", "v1beta1", "webhook", "experiments", body, dry_run="All"
-        )
+        _admit(control_plane, body)
     body_text = denied.value.body or ""
     assert denied.value.status == 400 and "validator.experiment.katib.kubeflow.org" in body_text
     assert where in body_text, body_text

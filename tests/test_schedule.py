@@ -70,8 +70,8 @@ def _trial(experiment: dict[str, Any], name: str) -> dict[str, Any]:
     run["metadata"] = {"name": name, "namespace": NS}
     labels = {"katib.kubeflow.org/experiment": experiment["metadata"]["name"]}
     trial = {"objective": spec["objective"], "runSpec": run, "metricsCollector": spec["metricsCollectorSpec"]}
-    trial.update({k: template[k] for k in ("primaryContainerName", "primaryPodLabels") if k in template})
-    trial.update({k: template[k] for k in ("successCondition", "failureCondition") if k in template})
+    copied = ("primaryContainerName", "primaryPodLabels", "successCondition", "failureCondition")
+    trial.update({k: template[k] for k in copied if k in template})
     return {
         "apiVersion": "kubeflow.org/v1beta1",
         "kind": "Trial",
