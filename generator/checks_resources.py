@@ -14,7 +14,7 @@ from .quantity import format_cpu, format_memory, parse_quantity
 # (path, message, is_warning)
 Finding = tuple[str, str, bool]
 # Collectors for which Katib injects a sidecar into every trial pod.
-SIDECAR_COLLECTORS = ("StdOut", "File", "TfEvent", "Prometheus", "Custom")
+SIDECAR_COLLECTORS = ("StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom")
 # Below this, a single node cannot hold Istio + Knative + KServe next to Katib.
 KSERVE_MIN_CPU = Fraction(8)
 KSERVE_MIN_MEMORY = Fraction(16 * 2**30)

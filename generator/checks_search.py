@@ -20,7 +20,9 @@ Finding = tuple[str, str]
 
 # Katib's webhook refuses longer Experiment names.
 EXPERIMENT_NAME_MAX = 40
-EARLY_STOPPING_COLLECTORS = ("StdOut", "File", "TfEvent")
+# Katib passes its early-stopping rules (-stop-rule) to every collector sidecar, but only the
+# file-metrics-collector (StdOut, File) takes them: the TensorFlowEvent collector's argparse exits on them.
+EARLY_STOPPING_COLLECTORS = ("StdOut", "File")
 # Katib's `${trialSpec.X}` meta references (consts.TrialTemplateMetaKeys).
 META_REFERENCE = re.compile(r"^\$\{trialSpec\.(Name|Namespace|Kind|APIVersion|Labels\[.+\]|Annotations\[.+\])\}$")
 TRIAL_PARAMETER_USE = re.compile(r"\$\{trialParameters\.(.+?)\}")
@@ -372,8 +374,8 @@ def _early_stopping(values: ChartValues) -> Iterator[Finding]:
     if kind not in EARLY_STOPPING_COLLECTORS:
         yield (
             "experiment.earlyStopping.enabled",
-            f"early stopping needs a collector that reads metrics as they are reported (StdOut, File or "
-            f"TfEvent), not {kind}; set metricsCollector.kind=StdOut or earlyStopping.enabled=false",
+            f"Katib's medianstop works only with the StdOut and File collectors, which read metrics as they "
+            f"are reported, not {kind}; set metricsCollector.kind=StdOut or earlyStopping.enabled=false",
         )
 
 
@@ -396,21 +398,21 @@ def _collector(values: ChartValues) -> Iterator[Finding]:
                     f"{path}.source.fileSystemPath.path",
                     f"{fsp.path} is on the read-only root filesystem; put the metrics file under /tmp/",
                 )
-    elif mc.kind == "TfEvent":
+    elif mc.kind == "TensorFlowEvent":
         if fsp is None or fsp.kind != "Directory" or not fsp.path.startswith("/"):
             yield (
                 f"{path}.source.fileSystemPath",
-                "the TfEvent collector needs an absolute directory path with kind Directory",
+                "the TensorFlowEvent collector needs an absolute directory path with kind Directory",
             )
         elif fsp.format is not None:
-            yield (f"{path}.source.fileSystemPath.format", "must be unset for the TfEvent collector")
-    elif mc.kind == "Prometheus":
-        http = (src.httpGet.model_dump() if src and src.httpGet else {}) or {}
-        port, route = http.get("port"), str(http.get("path", ""))
-        if not (isinstance(port, int) and port > 0) and not (isinstance(port, str) and port.isdigit()):
-            yield (f"{path}.source.httpGet.port", "the Prometheus collector needs a positive port number")
-        if not route.startswith("/"):
-            yield (f"{path}.source.httpGet.path", "the Prometheus collector needs a path starting with /")
+            yield (f"{path}.source.fileSystemPath.format", "must be unset for the TensorFlowEvent collector")
+    elif mc.kind == "PrometheusMetric":
+        # The webhook looks the kind up in katib-config's runtime.metricsCollectors; Katib v0.19's has none.
+        yield (
+            f"{path}.kind",
+            "Katib v0.19's katib-config has no PrometheusMetric collector (it lists StdOut, File and "
+            "TensorFlowEvent), so its webhook refuses the Experiment; print name=value lines and use StdOut",
+        )
     elif mc.kind == "Custom" and mc.customCollector is None:
         yield (f"{path}.customCollector", "the Custom collector needs a container spec")
     if src is not None and src.filter is not None:

@@ -111,21 +111,28 @@ class EarlyStopping(StrictModel):
 
 class FileSystemPath(StrictModel):
     path: str = Field(description="Absolute path of the metrics file or directory in the trial container.")
-    kind: Literal["File", "Directory"] = Field("File", description="File (File collector) or Directory (TfEvent).")
+    kind: Literal["File", "Directory"] = Field(
+        "File", description="File (File collector) or Directory (TensorFlowEvent)."
+    )
     format: Literal["TEXT", "JSON"] | None = Field(None, description="(string) File collector format.")
 
 
 class MetricsSource(StrictModel):
-    fileSystemPath: FileSystemPath | None = Field(None, description="Where File/TfEvent collectors read metrics.")
+    fileSystemPath: FileSystemPath | None = Field(
+        None, description="Where File/TensorFlowEvent collectors read metrics."
+    )
     filter: OpenModel | None = Field(None, description="Katib `metricsFormat` filter (regexes with two groups).")
-    httpGet: OpenModel | None = Field(None, description="Prometheus collector endpoint.")
+    httpGet: OpenModel | None = Field(None, description="PrometheusMetric collector endpoint.")
 
 
 class MetricsCollector(StrictModel):
-    kind: Literal["StdOut", "File", "TfEvent", "Prometheus", "Custom", "None", "Push"] = Field(
+    # Katib v0.19's CollectorKind values its webhook admits (common_types.go, validateMetricsCollector).
+    kind: Literal["StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "Push"] = Field(
         "StdOut", description="How Katib collects trial metrics. StdOut parses `name=value` lines."
     )
-    source: MetricsSource | None = Field(None, description="Metrics source (File, TfEvent, Prometheus).")
+    source: MetricsSource | None = Field(
+        None, description="Metrics source (File, TensorFlowEvent, PrometheusMetric)."
+    )
     customCollector: KubeObject | None = Field(None, description="Container spec for the Custom collector.")
 
 

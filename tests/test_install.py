@@ -268,6 +268,8 @@ FIRST_STOP = {
     "parallel-above-max": ("helm", "katib-nas: experiment.parallelTrialCount (5) is larger"),
     "failed-above-max": ("helm", "katib-nas: experiment.maxFailedTrialCount (20) is larger"),
     "file-collector-without-source": ("helm", "katib-nas: experiment.metricsCollector.kind is File"),
+    "collector-kind-not-katibs": ("helm", "don't meet the specifications of the schema"),
+    "prometheus-collector": ("webhook", "spec.metricsCollectorSpec.collector.kind"),
     "duplicate-parameter": ("webhook", "spec.trialTemplate.trialParameters[1].name"),
     "list-on-double": ("webhook", "spec.parameters[0].feasibleSpace.list"),
     "range-on-categorical": ("webhook", "spec.parameters[0].feasibleSpace"),
@@ -300,6 +302,7 @@ FIRST_STOP = {
     **dict.fromkeys(
         [
             "early-stopping-push-collector",
+            "early-stopping-tensorflowevent-collector",
             "halving-reduction-factor-one",
             "median-has-no-reduction-factor",
             "shared-rule-with-another-trainer",

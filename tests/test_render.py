@@ -219,7 +219,7 @@ MUTATIONS: dict[str, Any] = {
     "experiment.algorithm.algorithmSettings": [{"name": "random_state", "value": "1"}],
     "experiment.earlyStopping.algorithmName": "medianstop",
     "experiment.resumePolicy": "LongRunning",
-    "experiment.metricsCollector.kind": "TfEvent",
+    "experiment.metricsCollector.kind": "TensorFlowEvent",
     "experiment.metricsCollector.source": {"fileSystemPath": {"path": "/tmp/tf", "kind": "Directory"}},
     "experiment.metricsCollector.customCollector": {"image": "collector:1"},
     "experiment.nasConfig": {"graphConfig": {"numLayers": 2}},
@@ -249,7 +249,7 @@ MUTATIONS: dict[str, Any] = {
 }
 # Values that only act together with another one.
 CONTEXT: dict[str, dict[str, Any]] = {
-    "experiment.metricsCollector.source": {"experiment": {"metricsCollector": {"kind": "TfEvent"}}},
+    "experiment.metricsCollector.source": {"experiment": {"metricsCollector": {"kind": "TensorFlowEvent"}}},
     "experiment.metricsCollector.customCollector": {"experiment": {"metricsCollector": {"kind": "Custom"}}},
     "experiment.nasConfig": {"experiment": {"parameters": [], "nasConfig": {"graphConfig": {"numLayers": 1}}}},
     "trial.args": {"trial": {"trialParameters": [{"name": "a", "reference": "lr"}]}},

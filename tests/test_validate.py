@@ -248,9 +248,49 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
         "microk8s",
         {"experiment": {"metricsCollector": {"kind": "Push"}, "earlyStopping": {"algorithmName": "medianstop"}}},
         [
-            "{f}: experiment.earlyStopping.enabled: early stopping needs a collector that reads metrics as they are "
-            "reported (StdOut, File or TfEvent), not Push; set metricsCollector.kind=StdOut or "
+            "{f}: experiment.earlyStopping.enabled: Katib's medianstop works only with the StdOut and File collectors, "
+            "which read metrics as they are reported, not Push; set metricsCollector.kind=StdOut or "
             "earlyStopping.enabled=false"
+        ],
+        2,
+    ),
+    (
+        "early-stopping-tensorflowevent-collector",
+        "microk8s",
+        {
+            "experiment": {
+                "metricsCollector": {
+                    "kind": "TensorFlowEvent",
+                    "source": {"fileSystemPath": {"path": "/tmp/tfevents", "kind": "Directory"}},
+                },
+                "earlyStopping": {"algorithmName": "medianstop"},
+            }
+        },
+        [
+            "{f}: experiment.earlyStopping.enabled: Katib's medianstop works only with the StdOut and File collectors, "
+            "which read metrics as they are reported, not TensorFlowEvent; set metricsCollector.kind=StdOut or "
+            "earlyStopping.enabled=false"
+        ],
+        2,
+    ),
+    (
+        "prometheus-collector",
+        "microk8s",
+        {"experiment": {"metricsCollector": {"kind": "PrometheusMetric"}}},
+        [
+            "{f}: experiment.metricsCollector.kind: Katib v0.19's katib-config has no PrometheusMetric collector (it "
+            "lists StdOut, File and TensorFlowEvent), so its webhook refuses the Experiment; print name=value lines "
+            "and use StdOut"
+        ],
+        2,
+    ),
+    (
+        "collector-kind-not-katibs",
+        "microk8s",
+        {"experiment": {"metricsCollector": {"kind": "TfEvent"}}},
+        [
+            "{f}: experiment.metricsCollector.kind: Input should be 'StdOut', 'File', 'TensorFlowEvent', "
+            "'PrometheusMetric', 'Custom' or 'Push'"
         ],
         2,
     ),
