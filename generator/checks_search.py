@@ -8,6 +8,7 @@ ValidateAlgorithmSettings of the suggestion services and ValidateEarlyStoppingSe
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterator
@@ -453,15 +454,41 @@ def _trial_template(values: ChartValues) -> Iterator[Finding]:
                 f"trial.trialParameters[{i}].reference",
                 f"{tp.reference!r} is not an experiment parameter; use one of {sorted(names)}",
             )
-    used = {m for arg in (*t.command, *t.args, *t.extraArgs) for m in TRIAL_PARAMETER_USE.findall(arg)}
+    # Katib's webhook searches the whole trialSpec text, so a reference counts wherever the chart puts it.
+    uses = {path: set(TRIAL_PARAMETER_USE.findall(text)) for path, text in _trial_spec_texts(values)}
+    used = set().union(*uses.values())
     for i, tp in enumerate(t.trialParameters):
         if tp.name not in used:
             yield (
                 f"trial.trialParameters[{i}].name",
-                f"${{trialParameters.{tp.name}}} is not used in trial.args; Katib rejects unused trialParameters",
+                f"${{trialParameters.{tp.name}}} is not used in the trial (args, env or elsewhere in the Job); "
+                "Katib rejects unused trialParameters",
             )
     for name in sorted(used - seen_names):
-        yield ("trial.args", f"${{trialParameters.{name}}} has no entry in trial.trialParameters; add one")
+        where = next(path for path, found in uses.items() if name in found)
+        yield (where, f"${{trialParameters.{name}}} has no entry in trial.trialParameters; add one")
+
+
+def _trial_spec_texts(values: ChartValues) -> Iterator[tuple[str, str]]:
+    """(value path, text) of every value the chart renders into the trial Job, keys included."""
+    t = values.trial
+    fields: list[tuple[str, Any]] = [
+        ("trial.image", t.image.model_dump()),
+        ("trial.command", t.command),
+        ("trial.args", t.args),
+        ("trial.extraArgs", t.extraArgs),
+        ("trial.env", t.env),
+        ("trial.resources", t.resources),
+        ("trial.nodeSelector", t.nodeSelector),
+        ("trial.tolerations", t.tolerations),
+        ("trial.affinity", t.affinity),
+        ("trial.runtimeClassName", t.runtimeClassName),
+        ("podSecurityContext", values.podSecurityContext),
+        ("securityContext", values.securityContext),
+        ("persistence.mountPath", values.persistence.mountPath),
+    ]
+    for path, node in fields:
+        yield path, json.dumps(node, default=str)
 
 
 def _trainer_contract(values: ChartValues) -> Iterator[Finding]:

@@ -1,5 +1,10 @@
 """`katib-nas import`: turn an existing Katib Experiment (such as a hand-written continuous_nas.yaml)
-into a values file that renders back to an equivalent Experiment."""
+into a values file that renders back to an equivalent Experiment.
+
+The importer never invents: what Katib's webhook requires and the Experiment leaves out is refused
+with one line naming it, and only Katib's own defaults (its defaulting webhook) fill the rest. Every
+node it reads is type-checked first, so any YAML gets a line naming the path, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,59 @@ from pydantic import ValidationError
 from .errors import ImportExperimentError
 from .models import ChartValues
 from .validate import chart_defaults
-from .yamlio import coalesce, format_validation_error
+from .yamlio import coalesce, validation_problems
 
 # Katib's defaulting webhook fills these when an Experiment leaves them out.
 KATIB_DEFAULT_PARALLEL = 3
+
+_WORDS = {dict: "a mapping", list: "a list", str: "a string", int: "an integer", bool: "true or false"}
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    return {dict: "a mapping", list: "a list", str: "a string", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+class _Reader:
+    """Reads one Experiment document; every wrong node is refused with `FILE: path: what to do`."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, message: str) -> ImportExperimentError:
+        return ImportExperimentError(f"{self.source}: {path}: {message}")
+
+    def get(self, node: dict[str, Any], key: str, path: str, kind: type, required: str = "") -> Any:
+        """node[key] if it has type `kind`; None when absent (or refused with `required`, the fix)."""
+        where = f"{path}.{key}" if path else key
+        value = node.get(key)
+        if value is None:
+            if required:
+                raise self.fail(where, f"is missing; {required}")
+            return None
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(where, f"must be {_WORDS[kind]}, not {_type_name(value)}; fix its type")
+        return value
+
+    def strings(self, node: dict[str, Any], key: str, path: str) -> list[str] | None:
+        """A list of strings (Kubernetes command, args): numbers would not convert to the Job Katib builds."""
+        items = self.get(node, key, path, list)
+        if items is None:
+            return None
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                raise self.fail(f"{path}.{key}[{i}]", f"must be a string, not {_type_name(item)}; quote it")
+        return list(items)
+
+    def mappings(self, node: dict[str, Any], key: str, path: str) -> list[dict[str, Any]]:
+        items = self.get(node, key, path, list) or []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise self.fail(f"{path}.{key}[{i}]", f"must be a mapping, not {_type_name(item)}; fix its type")
+        return list(items)
 
 
 def _find_experiment(path: Path) -> dict[str, Any]:
@@ -23,17 +77,21 @@ def _find_experiment(path: Path) -> dict[str, Any]:
         raise ImportExperimentError(f"{path}: file not found; pass a Katib Experiment YAML file")
     try:
         docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ImportExperimentError(f"{path}: not valid YAML ({exc})") from None
     experiments = [d for d in docs if isinstance(d, dict) and d.get("kind") == "Experiment"]
     if len(experiments) != 1:
         raise ImportExperimentError(f"{path}: expected one kind: Experiment document, found {len(experiments)}")
-    exp = experiments[0]
+    exp: dict[str, Any] = experiments[0]
     if not str(exp.get("apiVersion", "")).startswith("kubeflow.org/"):
         raise ImportExperimentError(
             f"{path}: apiVersion {exp.get('apiVersion')!r} is not a Katib Experiment (kubeflow.org/v1beta1)"
         )
     return exp
+
+
+def _or(value: Any, katib_default: Any) -> Any:
+    return katib_default if value is None else value
 
 
 def _split_image(image: str) -> dict[str, str]:
@@ -48,121 +106,216 @@ def _split_image(image: str) -> dict[str, str]:
     return {"repository": image, "tag": "latest"}
 
 
-def _trial(spec: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _trial(r: _Reader, spec: dict[str, Any], origin: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The trial values and the persistence values of the Experiment's trial template."""
-    template = spec.get("trialTemplate") or {}
+    t_path = "spec.trialTemplate"
+    template = r.get(
+        spec,
+        "trialTemplate",
+        "spec",
+        dict,
+        "Katib's webhook requires it, add the trial Job under spec.trialTemplate.trialSpec",
+    )
     if "configMap" in template:
-        raise ImportExperimentError(
-            f"{source}: spec.trialTemplate.configMap: trial templates in ConfigMaps cannot "
-            "be imported; inline the Job under trialTemplate.trialSpec"
+        raise r.fail(
+            f"{t_path}.configMap",
+            "trial templates in ConfigMaps cannot be imported; inline the Job under trialTemplate.trialSpec",
         )
-    trial_spec = template.get("trialSpec") or {}
+    trial_spec = r.get(template, "trialSpec", t_path, dict, "inline the trial's batch/v1 Job under it")
+    if trial_spec.get("apiVersion") is None or trial_spec.get("kind") is None:
+        raise r.fail(
+            f"{t_path}.trialSpec",
+            "has no apiVersion or kind, which Katib's webhook requires; set apiVersion: batch/v1 and kind: Job",
+        )
     if trial_spec.get("apiVersion") != "batch/v1" or trial_spec.get("kind") != "Job":
-        raise ImportExperimentError(
-            f"{source}: spec.trialTemplate.trialSpec: only batch/v1 Job trials can be imported, not "
-            f"{trial_spec.get('apiVersion')}/{trial_spec.get('kind')}; convert the trial to a Job first"
+        raise r.fail(
+            f"{t_path}.trialSpec",
+            f"only batch/v1 Job trials can be imported, not {trial_spec.get('apiVersion')}/"
+            f"{trial_spec.get('kind')}; convert the trial to a Job first",
         )
-    job = trial_spec.get("spec") or {}
-    pod = (job.get("template") or {}).get("spec") or {}
-    primary = template.get("primaryContainerName")
-    containers = pod.get("containers") or []
-    container = next((c for c in containers if c.get("name") == primary), None)
-    if container is None:
-        raise ImportExperimentError(
-            f"{source}: spec.trialTemplate.primaryContainerName: no container named "
-            f"{primary!r} in the trial Job; fix primaryContainerName"
+    s_path = f"{t_path}.trialSpec"
+    job = r.get(trial_spec, "spec", s_path, dict, "add the Job's spec.template")
+    pod_template = r.get(job, "template", f"{s_path}.spec", dict, "add the Job's pod template")
+    p_path = f"{s_path}.spec.template.spec"
+    pod = r.get(pod_template, "spec", f"{s_path}.spec.template", dict, "add the pod spec with its container")
+    primary = r.get(template, "primaryContainerName", t_path, str, "name the container that runs the trainer")
+    containers = r.mappings(pod, "containers", p_path)
+    index = next((i for i, c in enumerate(containers) if c.get("name") == primary), None)
+    if index is None:
+        raise r.fail(
+            f"{t_path}.primaryContainerName",
+            f"no container named {primary!r} in the trial Job; fix primaryContainerName",
         )
     if len(containers) > 1:
-        raise ImportExperimentError(
-            f"{source}: spec.trialTemplate.trialSpec: the trial Job has {len(containers)} "
-            "containers; katib-nas trials run one, remove the others"
+        raise r.fail(
+            s_path, f"the trial Job has {len(containers)} containers; katib-nas trials run one, remove the others"
         )
-    if not container.get("command"):
-        raise ImportExperimentError(
-            f"{source}: spec.trialTemplate.trialSpec: container {primary!r} has no command; Katib's StdOut collector "
-            "replaces the entrypoint with `sh -c`, so set command explicitly"
+    container = containers[index]
+    c_path = f"{p_path}.containers[{index}]"
+    command = r.strings(container, "command", c_path)
+    if not command:
+        raise r.fail(
+            s_path,
+            f"container {primary!r} has no command; Katib's StdOut collector replaces the entrypoint with "
+            "`sh -c`, so set command explicitly",
         )
+    trial_parameters = r.mappings(template, "trialParameters", t_path)
+    if not trial_parameters:
+        # With none listed, the chart generates one flag per search parameter instead of these args.
+        raise r.fail(
+            f"{t_path}.trialParameters",
+            "is empty; list the trial parameters the container uses (`${trialParameters.<name>}`)",
+        )
+    image = r.get(container, "image", c_path, str, "set the trainer image")
     trial: dict[str, Any] = {
-        "image": _split_image(str(container.get("image", ""))),
-        "command": [str(c) for c in container["command"]],
-        "args": [str(a) for a in container.get("args") or []],
-        "trialParameters": template.get("trialParameters") or [],
-        "retain": bool(template.get("retain", False)),
+        "image": _split_image(image),
+        "command": command,
+        "args": r.strings(container, "args", c_path) or [],
+        "trialParameters": trial_parameters,
+        "retain": bool(r.get(template, "retain", t_path, bool)),
     }
+    origin.update(
+        {
+            "trial.image": f"{c_path}.image",
+            "trial.command": f"{c_path}.command",
+            "trial.args": f"{c_path}.args",
+            "trial.trialParameters": f"{t_path}.trialParameters",
+            "trial.retain": f"{t_path}.retain",
+        }
+    )
     for key in ("successCondition", "failureCondition"):
-        if template.get(key):
+        if r.get(template, key, t_path, str):
             trial[key] = template[key]
-    if container.get("imagePullPolicy"):
+            origin[f"trial.{key}"] = f"{t_path}.{key}"
+    if r.get(container, "imagePullPolicy", c_path, str):
         trial["image"]["pullPolicy"] = container["imagePullPolicy"]
-    for key in ("resources", "env"):
-        if container.get(key):
+        origin["trial.image.pullPolicy"] = f"{c_path}.imagePullPolicy"
+    for key, kind in (("resources", dict), ("env", list)):
+        if r.get(container, key, c_path, kind):
             trial[key] = container[key]
-    for key in ("nodeSelector", "tolerations", "affinity", "runtimeClassName"):
-        if pod.get(key):
+            origin[f"trial.{key}"] = f"{c_path}.{key}"
+    for key, kind in (("nodeSelector", dict), ("tolerations", list), ("affinity", dict), ("runtimeClassName", str)):
+        if r.get(pod, key, p_path, kind):
             trial[key] = pod[key]
-    if "backoffLimit" in job:
+            origin[f"trial.{key}"] = f"{p_path}.{key}"
+    if r.get(job, "backoffLimit", f"{s_path}.spec", int) is not None:
         trial["backoffLimit"] = job["backoffLimit"]
+        origin["trial.backoffLimit"] = f"{s_path}.spec.backoffLimit"
 
+    claims = {}
+    for i, volume in enumerate(r.mappings(pod, "volumes", p_path)):
+        claim = r.get(volume, "persistentVolumeClaim", f"{p_path}.volumes[{i}]", dict)
+        if claim is not None:
+            where = f"{p_path}.volumes[{i}]"
+            name = r.get(volume, "name", where, str, "name the volume")
+            claims[name] = r.get(claim, "claimName", f"{where}.persistentVolumeClaim", str, "name the claim")
     persistence: dict[str, Any] = {}
-    claims = {
-        v["name"]: v["persistentVolumeClaim"]["claimName"]
-        for v in pod.get("volumes") or []
-        if isinstance(v, dict) and v.get("persistentVolumeClaim")
-    }
-    for mount in container.get("volumeMounts") or []:
-        if mount.get("name") in claims:
-            persistence = {"existingClaim": claims[mount["name"]], "mountPath": mount["mountPath"]}
+    for i, mount in enumerate(r.mappings(container, "volumeMounts", c_path)):
+        where = f"{c_path}.volumeMounts[{i}]"
+        name = r.get(mount, "name", where, str, "name the volume it mounts")
+        if name in claims:
+            mount_path = r.get(mount, "mountPath", where, str, "set where the volume is mounted")
+            persistence = {"existingClaim": claims[name], "mountPath": mount_path}
+            origin["persistence.mountPath"] = f"{where}.mountPath"
             break
     return trial, persistence
 
 
-def import_experiment(path: Path, profile: str = "") -> dict[str, Any]:
-    """Values (only what differs from nothing: every field the Experiment sets) for the Experiment in `path`."""
-    source = str(path)
-    exp = _find_experiment(path)
-    spec = exp.get("spec") or {}
-    if spec.get("maxTrialCount") is None:
-        raise ImportExperimentError(f"{source}: spec.maxTrialCount is unset, which makes an endless search; set it")
-    experiment: dict[str, Any] = {
-        "name": (exp.get("metadata") or {}).get("name", ""),
-        "objective": spec.get("objective") or {},
-        "algorithm": spec.get("algorithm") or {},
-        "parallelTrialCount": spec.get("parallelTrialCount", KATIB_DEFAULT_PARALLEL),
-        "maxTrialCount": spec["maxTrialCount"],
-        # Katib sets no failure limit when it is left out: all trials may fail.
-        "maxFailedTrialCount": spec.get("maxFailedTrialCount", spec["maxTrialCount"]),
-        "resumePolicy": spec.get("resumePolicy", "Never"),
-    }
-    objective = dict(experiment["objective"])
-    objective.setdefault("additionalMetricNames", [])
-    experiment["objective"] = objective
-    experiment["algorithm"] = {
-        "algorithmName": experiment["algorithm"].get("algorithmName"),
-        "algorithmSettings": experiment["algorithm"].get("algorithmSettings") or [],
-    }
-    early = spec.get("earlyStopping")
-    experiment["earlyStopping"] = (
-        {
-            "enabled": True,
-            "algorithmName": early.get("algorithmName"),
-            "algorithmSettings": early.get("algorithmSettings") or [],
-        }
-        if early
-        else {"enabled": False}
-    )
-    collector = spec.get("metricsCollectorSpec") or {}
-    experiment["metricsCollector"] = {"kind": (collector.get("collector") or {}).get("kind", "StdOut")}
-    if collector.get("source"):
-        experiment["metricsCollector"]["source"] = collector["source"]
-    if (collector.get("collector") or {}).get("customCollector"):
-        experiment["metricsCollector"]["customCollector"] = collector["collector"]["customCollector"]
-    if spec.get("nasConfig"):
-        experiment["nasConfig"] = spec["nasConfig"]
-        experiment["parameters"] = []
+def _collector(r: _Reader, spec: dict[str, Any], origin: dict[str, str]) -> dict[str, Any]:
+    m_path = "spec.metricsCollectorSpec"
+    collector_spec = r.get(spec, "metricsCollectorSpec", "spec", dict) or {}
+    collector = r.get(collector_spec, "collector", m_path, dict)
+    if collector is None:  # Katib's defaulting webhook: no collector is StdOut
+        kind = "StdOut"
     else:
-        experiment["parameters"] = spec.get("parameters") or []
+        # A collector without a kind is not defaulted: Katib's webhook refuses it.
+        kind = r.get(collector, "kind", f"{m_path}.collector", str, "name the collector, such as StdOut or File")
+    out: dict[str, Any] = {"kind": kind}
+    origin["experiment.metricsCollector.kind"] = f"{m_path}.collector.kind"
+    source = r.get(collector_spec, "source", m_path, dict)
+    if source:
+        out["source"] = source
+        origin["experiment.metricsCollector.source"] = f"{m_path}.source"
+    custom = r.get(collector or {}, "customCollector", f"{m_path}.collector", dict)
+    if custom:
+        out["customCollector"] = custom
+        origin["experiment.metricsCollector.customCollector"] = f"{m_path}.collector.customCollector"
+    return out
 
-    trial, persistence = _trial(spec, source)
+
+def _experiment(r: _Reader, exp: dict[str, Any], origin: dict[str, str]) -> dict[str, Any]:
+    metadata = r.get(exp, "metadata", "", dict, "add metadata.name") or {}
+    name = r.get(metadata, "name", "metadata", str, "name the Experiment")
+    origin["experiment.name"] = "metadata.name"
+    spec = r.get(exp, "spec", "", dict, "add the Experiment's spec")
+    max_trials = r.get(spec, "maxTrialCount", "spec", int, "an unset maxTrialCount makes an endless search; set it")
+    objective = r.get(spec, "objective", "spec", dict, "Katib's webhook requires it, add type and objectiveMetricName")
+    for key, fix in (
+        ("type", "Katib's webhook requires it, set minimize or maximize"),
+        ("objectiveMetricName", "Katib's webhook requires it, name the metric the search optimises"),
+    ):
+        r.get(objective, key, "spec.objective", str, fix)
+    algorithm = r.get(spec, "algorithm", "spec", dict, "Katib's webhook requires it, add algorithmName")
+    algorithm_name = r.get(
+        algorithm, "algorithmName", "spec.algorithm", str, "Katib's webhook requires it, name the algorithm"
+    )
+    experiment: dict[str, Any] = {
+        "name": name,
+        # Katib records no additional metrics when the list is left out (the chart's default is ["loss"]).
+        "objective": {"additionalMetricNames": [], **objective},
+        "algorithm": {
+            "algorithmName": algorithm_name,
+            "algorithmSettings": r.get(algorithm, "algorithmSettings", "spec.algorithm", list) or [],
+        },
+        "parallelTrialCount": _or(r.get(spec, "parallelTrialCount", "spec", int), KATIB_DEFAULT_PARALLEL),
+        "maxTrialCount": max_trials,
+        # Katib sets no failure limit when it is left out: all trials may fail.
+        "maxFailedTrialCount": _or(r.get(spec, "maxFailedTrialCount", "spec", int), max_trials),
+        "resumePolicy": r.get(spec, "resumePolicy", "spec", str) or "Never",
+    }
+    for key in ("objective", "algorithm", "parallelTrialCount", "maxTrialCount", "maxFailedTrialCount", "resumePolicy"):
+        origin[f"experiment.{key}"] = f"spec.{key}"
+    early = r.get(spec, "earlyStopping", "spec", dict)
+    if early:
+        experiment["earlyStopping"] = {
+            "enabled": True,
+            "algorithmName": r.get(
+                early, "algorithmName", "spec.earlyStopping", str, "Katib's webhook requires it, name the algorithm"
+            ),
+            "algorithmSettings": r.get(early, "algorithmSettings", "spec.earlyStopping", list) or [],
+        }
+        origin["experiment.earlyStopping"] = "spec.earlyStopping"
+    else:
+        experiment["earlyStopping"] = {"enabled": False}
+    experiment["metricsCollector"] = _collector(r, spec, origin)
+    parameters = r.get(spec, "parameters", "spec", list) or []
+    nas_config = r.get(spec, "nasConfig", "spec", dict)
+    if parameters and nas_config:
+        raise r.fail("spec.nasConfig", "is set together with spec.parameters; Katib accepts only one, remove one")
+    experiment["parameters"] = parameters
+    origin["experiment.parameters"] = "spec.parameters"
+    if nas_config:
+        experiment["nasConfig"] = nas_config
+        origin["experiment.nasConfig"] = "spec.nasConfig"
+    return experiment
+
+
+def _spec_path(path: str, origin: dict[str, str]) -> str:
+    """The Experiment path a values path came from (the longest recorded prefix)."""
+    for prefix in sorted(origin, key=len, reverse=True):
+        if path == prefix or path.startswith((f"{prefix}.", f"{prefix}[")):
+            return origin[prefix] + path[len(prefix) :]
+    return path
+
+
+def import_experiment(path: Path, profile: str = "") -> dict[str, Any]:
+    """Values (every field the Experiment sets, nothing it does not) for the Experiment in `path`."""
+    source = str(path)
+    reader = _Reader(source)
+    exp = _find_experiment(path)
+    origin: dict[str, str] = {}
+    experiment = _experiment(reader, exp, origin)
+    trial, persistence = _trial(reader, exp["spec"], origin)
     values: dict[str, Any] = {"profile": profile, "experiment": experiment, "trial": trial}
     if persistence:
         values["persistence"] = persistence
@@ -173,7 +326,8 @@ def import_experiment(path: Path, profile: str = "") -> dict[str, Any]:
     try:
         ChartValues.model_validate(coalesce(chart_defaults(), values))
     except ValidationError as exc:
-        raise ImportExperimentError("\n".join(format_validation_error(source, exc))) from None
+        lines = [f"{source}: {_spec_path(p.path, origin)}: {p.message}" for p in validation_problems(source, exc)]
+        raise ImportExperimentError("\n".join(lines)) from None
     return values
 
 

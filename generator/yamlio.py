@@ -30,6 +30,20 @@ _FIXES = {
 }
 
 
+# What each field pattern of the models means, in words: messages never show a bare regular expression.
+# (tests/test_models.py checks that every pattern in the models has its words here.)
+PATTERN_WORDS = {
+    r"^([a-z]([-a-z0-9]*[a-z0-9])?)?$": "use lowercase letters, digits and '-', starting with a letter and "
+    "ending with a letter or digit",
+    r"^(sha256:[a-f0-9]{64})?$": "use 'sha256:' followed by 64 lowercase hexadecimal digits, or leave it empty",
+    r"^/": "use an absolute path (starting with /)",
+    r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$": "use a size such as 2Gi or 500Mi",
+    r"^[A-Za-z][A-Za-z0-9_.-]*$": "start with a letter and use only letters, digits, '_', '.' and '-'",
+    r"^[^{}]+$": "use a non-empty name without '{' or '}'",
+    r"^[a-z0-9-]+$": "use only lowercase letters, digits and '-'",
+}
+
+
 def format_validation_error(source: str, exc: ValidationError) -> list[str]:
     return [str(p) for p in validation_problems(source, exc)]
 
@@ -43,6 +57,9 @@ def validation_problems(source: str, exc: ValidationError) -> list[Problem]:
         msg = err["msg"]
         if kind == "extra_forbidden":
             msg = "unknown key"
+        elif kind == "string_pattern_mismatch":
+            pattern = str(err.get("ctx", {}).get("pattern", ""))
+            msg = f"{err['input']!r} is not allowed here; {PATTERN_WORDS.get(pattern, 'fix its spelling')}"
         fix = _FIXES.get(kind, "")
         problems.append(Problem(source, value_path(loc), f"{msg}; {fix}" if fix else msg))
     # A union failure is reported once per member; keep one line per path.

@@ -3,6 +3,7 @@ to an Experiment Katib treats the same way."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,7 @@ def test_import_keeps_the_pvc_as_an_existing_claim(tmp_path: Path) -> None:
         ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "expected one kind: Experiment document, found 0"),
         (
             (EXAMPLES / "hpo-random.yaml").read_text().replace("  maxTrialCount: 12\n", ""),
-            "spec.maxTrialCount is unset, which makes an endless search; set it",
+            "spec.maxTrialCount: is missing; an unset maxTrialCount makes an endless search; set it",
         ),
         (
             (EXAMPLES / "hpo-random.yaml").read_text().replace("                command:\n", "                args:\n"),
@@ -138,3 +139,144 @@ def test_import_refuses_what_it_cannot_carry_over(
     assert main(["import", str(source), "-o", str(out)]) == 2
     assert capsys.readouterr().err == f"{source}: {message}\n"
     assert not out.exists()
+
+
+HPO = yaml.safe_load((EXAMPLES / "hpo-random.yaml").read_text())
+
+
+def _without(path: str) -> dict[str, Any]:
+    """hpo-random.yaml with the node at the dotted path removed."""
+    doc = copy.deepcopy(HPO)
+    *parents, last = path.split(".")
+    node = doc
+    for key in parents:
+        node = node[key]
+    del node[last]
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (
+            _without("spec.objective"),
+            "spec.objective: is missing; Katib's webhook requires it, add type and objectiveMetricName",
+        ),
+        (
+            _without("spec.objective.type"),
+            "spec.objective.type: is missing; Katib's webhook requires it, set minimize or maximize",
+        ),
+        (
+            _without("spec.objective.objectiveMetricName"),
+            "spec.objective.objectiveMetricName: is missing; Katib's "
+            "webhook requires it, name the metric the search optimises",
+        ),
+        (_without("spec.algorithm"), "spec.algorithm: is missing; Katib's webhook requires it, add algorithmName"),
+        (
+            _without("spec.algorithm.algorithmName"),
+            "spec.algorithm.algorithmName: is missing; Katib's webhook requires it, name the algorithm",
+        ),
+        (
+            {**HPO, "spec": {**HPO["spec"], "nasConfig": {"graphConfig": {"numLayers": 1}}}},
+            "spec.nasConfig: is set together with spec.parameters; Katib accepts only one, remove one",
+        ),
+        (
+            {**HPO, "spec": {**HPO["spec"], "metricsCollectorSpec": {"collector": {}}}},
+            "spec.metricsCollectorSpec.collector.kind: is missing; name the collector, such as StdOut or File",
+        ),
+        (
+            {**HPO, "spec": {**HPO["spec"], "metricsCollectorSpec": {"collector": {"kind": "TfEvent"}}}},
+            "spec.metricsCollectorSpec.collector.kind: Input should be 'StdOut', 'File', 'TensorFlowEvent', "
+            "'PrometheusMetric', 'Custom' or 'Push'",
+        ),
+        (
+            _without("spec.trialTemplate"),
+            "spec.trialTemplate: is missing; Katib's webhook requires it, add the "
+            "trial Job under spec.trialTemplate.trialSpec",
+        ),
+        (
+            _without("spec.trialTemplate.trialSpec"),
+            "spec.trialTemplate.trialSpec: is missing; inline the trial's batch/v1 Job under it",
+        ),
+        (
+            _without("spec.trialTemplate.trialSpec.kind"),
+            "spec.trialTemplate.trialSpec: has no apiVersion or kind, "
+            "which Katib's webhook requires; set apiVersion: batch/v1 and kind: Job",
+        ),
+        (
+            _without("spec.trialTemplate.trialParameters"),
+            "spec.trialTemplate.trialParameters: is empty; list the "
+            "trial parameters the container uses (`${trialParameters.<name>}`)",
+        ),
+        (
+            {**HPO, "spec": {**HPO["spec"], "parallelTrialCount": "3"}},
+            "spec.parallelTrialCount: must be an integer, not a string; fix its type",
+        ),
+        (
+            {**HPO, "metadata": {"name": "Random_HPO"}},
+            "metadata.name: 'Random_HPO' is not allowed here; use lowercase letters, digits and '-', starting with "
+            "a letter and ending with a letter or digit",
+        ),
+    ],
+    ids=[
+        "no-objective",
+        "no-objective-type",
+        "no-metric",
+        "no-algorithm",
+        "no-algorithm-name",
+        "parameters-and-nas",
+        "collector-without-kind",
+        "collector-kind-misspelled",
+        "no-trial-template",
+        "no-trial-spec",
+        "trial-spec-without-kind",
+        "no-trial-parameters",
+        "count-as-string",
+        "name-with-capitals",
+    ],
+)
+def test_import_never_invents_what_the_experiment_leaves_out(
+    doc: dict[str, Any], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What Katib's webhook requires is refused when missing, never filled with a chart default."""
+    source = tmp_path / "experiment.yaml"
+    source.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "values.yaml"
+    assert main(["import", str(source), "-o", str(out)]) == 2
+    assert capsys.readouterr().err == f"{source}: {message}\n"
+    assert not out.exists()
+
+
+def test_import_keeps_a_minimize_objective_and_katibs_names(tmp_path: Path) -> None:
+    """A minimize-loss search stays one, and Katib's collector names come through as written."""
+    doc = copy.deepcopy(HPO)
+    doc["spec"]["objective"] = {"type": "minimize", "objectiveMetricName": "loss"}
+    doc["spec"]["metricsCollectorSpec"] = {
+        "collector": {"kind": "TensorFlowEvent"},
+        "source": {"fileSystemPath": {"path": "/tmp/tfevents", "kind": "Directory"}},
+    }
+    source = tmp_path / "experiment.yaml"
+    source.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "values.yaml"
+    assert main(["import", str(source), "-o", str(out)]) == 0
+    (rendered,) = by_kind(helm_template(out, release="imported"), "Experiment")
+    assert rendered["spec"]["objective"] == {
+        "type": "minimize",
+        "objectiveMetricName": "loss",
+    }
+    assert rendered["spec"]["metricsCollectorSpec"]["collector"] == {"kind": "TensorFlowEvent"}
+
+
+def test_a_trial_parameter_used_only_in_env_counts_as_used(tmp_path: Path) -> None:
+    """Katib's webhook searches the whole trial template for `${trialParameters.X}`, env included."""
+    doc = copy.deepcopy(HPO)
+    container = doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["command"] = [c for c in container["command"] if "momentum" not in c]
+    container["env"] = [{"name": "MOMENTUM", "value": "${trialParameters.momentum}"}]
+    source = tmp_path / "experiment.yaml"
+    source.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "values.yaml"
+    assert main(["import", str(source), "-o", str(out)]) == 0
+    assert [p.path for p in validate_file(out).errors] == ["trial.resources"]
+    (rendered,) = by_kind(helm_template(out, release="imported"), "Experiment")
+    assert katib_view(rendered)["env"] == container["env"]

@@ -278,6 +278,7 @@ FIRST_STOP = {
     "derived-name-starts-with-a-digit": ("webhook", "metadata.name"),
     "trial-parameter-bad-reference": ("webhook", "spec.trialTemplate.trialParameters[0].reference"),
     "trial-parameter-unused": ("webhook", "spec.trialTemplate.trialParameters[1].name"),
+    "trial-parameter-in-env-without-entry": ("webhook", "spec.trialTemplate"),
     "bad-quantity": ("webhook", "spec.trialTemplate"),
     **dict.fromkeys(
         [

@@ -478,9 +478,22 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
             }
         },
         [
-            "{f}: trial.trialParameters[1].name: ${{trialParameters.units}} is not used in trial.args; Katib rejects "
-            "unused trialParameters"
+            "{f}: trial.trialParameters[1].name: ${{trialParameters.units}} is not used in the trial (args, env or "
+            "elsewhere in the Job); Katib rejects unused trialParameters"
         ],
+        2,
+    ),
+    (
+        "trial-parameter-in-env-without-entry",
+        "microk8s",
+        {
+            "trial": {
+                "args": ["--lr=${trialParameters.lr}"],
+                "trialParameters": [{"name": "lr", "reference": "lr"}],
+                "env": [{"name": "UNITS", "value": "${trialParameters.units}"}],
+            }
+        },
+        ["{f}: trial.env: ${{trialParameters.units}} has no entry in trial.trialParameters; add one"],
         2,
     ),
     (
