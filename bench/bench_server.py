@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from katib_nas_server.best import Best, publish
+from katib_nas_contract.best import Best, publish
 from katib_nas_server.model import load, resolve
 
 SERVER_CORE, LOAD_CORE = "0", "1"

@@ -26,7 +26,7 @@ import optuna
 
 from generator.local.space import as_flag, search_space
 from generator.models import Experiment
-from katib_nas_trainer.stopping import Rule, katib_medianstop_stop, katib_medianstop_target, should_stop
+from katib_nas_contract.stopping import Rule, katib_medianstop_stop, katib_medianstop_target, should_stop
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "out" / "bench" / "curves.json"

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from katib_nas_contract.datasets import _build
+from katib_nas_contract.flags import SEARCH_FLAGS
 from katib_nas_trainer.cli import main as trainer_main
 from katib_nas_trainer.data import from_arrays
-from katib_nas_trainer.datasets import _build
-from katib_nas_trainer.flags import SEARCH_FLAGS
 from katib_nas_trainer.model import build_model, build_optimizer
 from katib_nas_trainer.train import StopFlag, train_epoch
 

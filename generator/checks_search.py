@@ -14,8 +14,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from katib_nas_contract.flags import Trainer, trainer_for_image
+
 from .models import ChartValues, Experiment, Parameter, Setting
-from .trainer_contract import TRAINER_FLAGS, TRAINER_METRICS, TRAINER_REPOSITORY_SUFFIX
 
 Finding = tuple[str, str]
 
@@ -64,8 +65,9 @@ def check_search(values: ChartValues, release: str) -> Iterator[Finding]:
     yield from _early_stopping(values)
     yield from _collector(values)
     yield from _trial_template(values)
-    if values.trial.image.repository.endswith(TRAINER_REPOSITORY_SUFFIX):
-        yield from _trainer_contract(values)
+    trainer = trainer_for_image(values.trial.image.repository)
+    if trainer is not None:
+        yield from _trainer_contract(values, trainer)
 
 
 def _counts(e: Experiment) -> Iterator[Finding]:
@@ -364,7 +366,7 @@ def _early_stopping(values: ChartValues) -> Iterator[Finding]:
         else:
             yield (f"{path}[{i}].name", f"{es.algorithmName} has no setting {s.name!r}; use {' or '.join(known)}")
     if es.algorithmName != "medianstop":
-        if not values.trial.image.repository.endswith(TRAINER_REPOSITORY_SUFFIX):
+        if trainer_for_image(values.trial.image.repository) is None:
             yield (
                 "experiment.earlyStopping.algorithmName",
                 f"{es.algorithmName} is applied by the katib-nas trainer (its --early-stopping flags), not by "
@@ -491,17 +493,17 @@ def _trial_spec_texts(values: ChartValues) -> Iterator[tuple[str, str]]:
         yield path, json.dumps(node, default=str)
 
 
-def _trainer_contract(values: ChartValues) -> Iterator[Finding]:
+def _trainer_contract(values: ChartValues, trainer: Trainer) -> Iterator[Finding]:
     e = values.experiment
     o = e.objective
     for path, metric in [("experiment.objective.objectiveMetricName", o.objectiveMetricName)] + [
         (f"experiment.objective.additionalMetricNames[{i}]", m) for i, m in enumerate(o.additionalMetricNames)
     ]:
-        if metric not in TRAINER_METRICS:
+        if metric not in trainer.metrics:
             yield (
                 path,
                 f"the katib-nas trainer never prints {metric!r}, so Katib would record no value; "
-                f"use one of {', '.join(TRAINER_METRICS)}",
+                f"use one of {', '.join(trainer.metrics)}",
             )
     if e.nasConfig is not None:
         yield (
@@ -512,12 +514,12 @@ def _trainer_contract(values: ChartValues) -> Iterator[Finding]:
     if values.trial.trialParameters:
         return
     for i, p in enumerate(e.parameters):
-        flag = TRAINER_FLAGS.get(p.name)
+        flag = trainer.flags.get(p.name)
         where = f"experiment.parameters[{i}]"
         if flag is None:
             yield (
                 f"{where}.name",
-                f"the katib-nas trainer has no flag --{p.name}; use one of {', '.join(sorted(TRAINER_FLAGS))}",
+                f"the katib-nas trainer has no flag --{p.name}; use one of {', '.join(sorted(trainer.flags))}",
             )
             continue
         fs = p.feasibleSpace

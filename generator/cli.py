@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from katib_nas_contract.best import read_pointer
+
 from . import helm
 from .errors import GeneratorError, LocalRunError, ValuesError
 from .importer import dump_values, import_experiment
@@ -234,7 +236,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     report = _checked(args.file, args.release)
     assert report.values is not None
     experiment_dir = _local_experiment_dir(args, report)
-    if not (experiment_dir / "best.json").is_file():
+    if read_pointer(experiment_dir) is None:
         raise LocalRunError(f"{args.file}: no best model in {experiment_dir}; run `katib-nas run --local {args.file}`")
     os.environ["MODEL_DIR"] = str(experiment_dir)
     os.environ.setdefault("MODEL_NAME", report.values.server.modelName)

@@ -21,8 +21,9 @@ from optuna.distributions import BaseDistribution  # noqa: E402
 from optuna.exceptions import ExperimentalWarning  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
-from katib_nas_server.best import read_pointer  # noqa: E402
-from katib_nas_trainer.files import read_json, read_json_or  # noqa: E402
+from katib_nas_contract.best import read_pointer  # noqa: E402
+from katib_nas_contract.files import read_json, read_json_or  # noqa: E402
+from katib_nas_contract.record import COMPLETE, CURVE, METRICS, PARAMS, STATUS  # noqa: E402
 
 from .errors import LocalRunError  # noqa: E402
 from .local.space import search_space  # noqa: E402
@@ -35,7 +36,7 @@ class TrialRecord:
     params: dict[str, Any]
     curve: list[float]
     planned: int
-    value: float | None  # the objective from metrics.json (None: not complete)
+    value: float | None  # the objective from the final metrics (None: not complete)
     ended: str  # completed, early_stopped, running, failed, terminated
     stopped_by: str | None
     finished: float  # seconds after the first trial started
@@ -43,18 +44,18 @@ class TrialRecord:
 
 def read_records(experiment_dir: Path, metric: str) -> list[TrialRecord]:
     records = []
-    starts = [p.stat().st_mtime for p in experiment_dir.glob("*/params.json")]
+    starts = [p.stat().st_mtime for p in experiment_dir.glob(f"*/{PARAMS}")]
     if not starts:
-        raise LocalRunError(f"{experiment_dir}: no trial records (*/params.json); run the search first")
+        raise LocalRunError(f"{experiment_dir}: no trial records (*/{PARAMS}); run the search first")
     t0 = min(starts)
-    for params_path in sorted(experiment_dir.glob("*/params.json")):
+    for params_path in sorted(experiment_dir.glob(f"*/{PARAMS}")):
         trial = params_path.parent
         params = read_json(params_path)
-        curve = read_json_or(trial / "curve.json", [])
-        metrics = read_json_or(trial / "metrics.json", {})
-        status = read_json_or(trial / "status.json", {})
-        complete = (trial / "COMPLETE").is_file()
-        finished = (trial / "COMPLETE").stat().st_mtime if complete else (trial / "curve.json").stat().st_mtime
+        curve = read_json_or(trial / CURVE, [])
+        metrics = read_json_or(trial / METRICS, {})
+        status = read_json_or(trial / STATUS, {})
+        complete = (trial / COMPLETE).is_file()
+        finished = (trial / COMPLETE).stat().st_mtime if complete else (trial / CURVE).stat().st_mtime
         records.append(
             TrialRecord(
                 name=trial.name,

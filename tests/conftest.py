@@ -103,7 +103,7 @@ def digits_records(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def copy_records(records: Path, target: Path, best: str | None) -> Path:
     """A private copy of the records (servers and jobs write next to them), pointing best.json at `best`."""
-    from katib_nas_server.best import Best, publish
+    from katib_nas_contract.best import Best, publish
 
     shutil.copytree(records, target)
     if best is not None:

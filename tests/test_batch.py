@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from katib_nas_trainer.datasets import load_digits
+from katib_nas_contract.datasets import load_digits
 
 from .conftest import copy_records, server_image_env
 

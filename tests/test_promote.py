@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kubeflow_katib_api.models.v1beta1_experiment import V1beta1Experiment
 
-from katib_nas_server.best import Best, best_from_experiment, best_from_records, experiment_finished, publish
+from katib_nas_contract.best import Best, best_from_experiment, best_from_records, experiment_finished, publish
 from katib_nas_server.promote import RecordsSource, run
 
 

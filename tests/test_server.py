@@ -19,8 +19,8 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from katib_nas_server.best import Best, publish
-from katib_nas_trainer.datasets import load_digits
+from katib_nas_contract.best import Best, publish
+from katib_nas_contract.datasets import load_digits
 
 from .conftest import Server, copy_records, server_image_env, serving
 

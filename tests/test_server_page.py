@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import Browser, FilePayload, Page, Request, sync_playwright
 
-from katib_nas_trainer.datasets import load_digits
+from katib_nas_contract.datasets import load_digits
 
 from .conftest import copy_records, serving
 from .test_server import png

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from katib_nas_trainer.stopping import (
+from katib_nas_contract.stopping import (
     Rule,
     halving_stop,
     is_rung,

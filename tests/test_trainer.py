@@ -17,9 +17,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from generator.trainer_contract import TRAINER_FLAGS, TRAINER_METRICS
+from katib_nas_contract.flags import METRICS
 from katib_nas_trainer.data import load_digits
-from katib_nas_trainer.flags import METRICS, SEARCH_FLAGS
 from katib_nas_trainer.model import build_model
 
 # Katib's default StdOut filter (pkg/metricscollector/v1beta1/common/const.go, DefaultFilter).
@@ -36,20 +35,6 @@ def trainer(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
 def katib_metrics(stdout: str) -> list[dict[str, float]]:
     """Parse stdout the way Katib's StdOut collector does: every name=value pair on every line."""
     return [{m[0]: float(m[1]) for m in KATIB_FILTER.findall(line)} for line in stdout.splitlines() if "=" in line]
-
-
-def test_flags_and_metrics_match_the_generator_contract() -> None:
-    assert set(SEARCH_FLAGS) == set(TRAINER_FLAGS)
-    for name, spec in SEARCH_FLAGS.items():
-        contract = TRAINER_FLAGS[name]
-        assert (spec.kind, spec.low, spec.high, spec.low_open, spec.choices) == (
-            contract.kind,
-            contract.low,
-            contract.high,
-            contract.low_open,
-            contract.choices,
-        ), name
-    assert METRICS == TRAINER_METRICS
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +64,7 @@ def test_metrics_parse_with_katibs_stdout_filter_and_accuracy_rises(
     proc, _ = trained
     lines = katib_metrics(proc.stdout)
     assert [line["epoch"] for line in lines] == [1, 2, 3, 4, 5, 6, 7, 8]
-    assert all(set(line) == set(TRAINER_METRICS) for line in lines)
+    assert all(set(line) == set(METRICS) for line in lines)
     assert max(line["accuracy"] for line in lines[4:]) > lines[0]["accuracy"] + 0.1
     assert max(line["accuracy"] for line in lines) > 0.9
 
@@ -285,7 +270,7 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
 def test_the_chart_trial_command_is_what_the_trainer_accepts(values: str) -> None:
     """Render the profile's trial Job, fill in each parameter as Katib would (its lowest value),
     and parse the container's arguments with the trainer's own parser."""
-    from katib_nas_trainer.cli import build_parser
+    from katib_nas_contract.args import build_parser
 
     from .conftest import ROOT, by_kind, helm_template
 
@@ -301,7 +286,7 @@ def test_the_chart_trial_command_is_what_the_trainer_accepts(values: str) -> Non
     args = [
         re.sub(r"\$\{trialParameters\.(.+?)\}", lambda m: str(assignments[m.group(1)]), a) for a in container["args"]
     ]
-    parsed = build_parser().parse_args(args)
+    parsed = build_parser("katib-nas-trainer").parse_args(args)
     assert parsed.trial_name == "nas-katib-nas-x7k2p9qz" and parsed.output_dir == Path("/models")
     assert parsed.lr == float(lowest["lr"])
 

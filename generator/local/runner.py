@@ -23,8 +23,9 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from katib_nas_server.best import best_from_records, publish, read_pointer
-from katib_nas_trainer.files import read_json_or
+from katib_nas_contract.best import best_from_records, publish, read_pointer
+from katib_nas_contract.files import read_json_or
+from katib_nas_contract.record import METRICS
 
 from ..errors import LocalRunError
 from .collector import parse_line, reduce
@@ -130,7 +131,7 @@ class LocalRunner:
                 running.reports.append(metrics)
 
     def record_metrics(self, name: str) -> dict[str, Any]:
-        metrics: dict[str, Any] = read_json_or(self.experiment_dir / name / "metrics.json", {})
+        metrics: dict[str, Any] = read_json_or(self.experiment_dir / name / METRICS, {})
         return metrics
 
     def reap(self, running: Running, summary: Summary) -> None:

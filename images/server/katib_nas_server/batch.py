@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from katib_nas_trainer.datasets import IDX_SOURCES, DataError, as_samples, load
-from katib_nas_trainer.files import atomic_write
+from katib_nas_contract.datasets import IDX_SOURCES, DataError, as_samples, load
+from katib_nas_contract.files import atomic_write
 
 from .model import LoadedModel, ModelNotFound, resolve, softmax
 from .model import load as load_model

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from katib_nas_trainer.files import read_json_or
-
-from .best import COMPLETE, POINTER, read_pointer
+from katib_nas_contract.best import read_pointer
+from katib_nas_contract.files import read_json_or
+from katib_nas_contract.record import METRICS, MODEL, PARAMS, POINTER, is_complete
 
 
 class ModelNotFound(Exception):
@@ -28,7 +28,7 @@ class Pointer:
 
 def resolve(model_dir: Path) -> Pointer:
     """MODEL_DIR is an experiment directory (follow best.json) or one trial record (serve it as is)."""
-    if (model_dir / "model.onnx").is_file():
+    if (model_dir / MODEL).is_file():
         return Pointer(model_dir, model_dir.name)
     pointer = read_pointer(model_dir)
     if pointer is None or not isinstance(pointer.get("trial"), str):
@@ -67,19 +67,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def load(pointer: Pointer, threads: int = 1) -> LoadedModel:
     record = pointer.record
-    if not (record / COMPLETE).is_file() or not (record / "model.onnx").is_file():
-        raise ModelNotFound(f"{record} is not a complete trial record (no COMPLETE marker or model.onnx)")
+    if not is_complete(record):
+        raise ModelNotFound(f"{record} is not a complete trial record (no completion marker or {MODEL})")
     options = ort.SessionOptions()
     # One thread per inference: the server scales with processes, and tiny models lose to thread hand-off.
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(record / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(record / MODEL), options, providers=["CPUExecutionProvider"])
     inputs, outputs = session.get_inputs(), session.get_outputs()
     shape = inputs[0].shape  # ["batch", C, H, W]
     if len(shape) != 4 or not all(isinstance(d, int) for d in shape[1:]):
-        raise ModelNotFound(f"{record}/model.onnx takes input shape {shape}; expected [batch, C, H, W]")
+        raise ModelNotFound(f"{record}/{MODEL} takes input shape {shape}; expected [batch, C, H, W]")
     classes = outputs[0].shape[-1]
-    params, metrics = _dict(record / "params.json"), _dict(record / "metrics.json")
+    params, metrics = _dict(record / PARAMS), _dict(record / METRICS)
     return LoadedModel(
         session=session,
         version=pointer.version,

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from .best import Best, best_from_experiment, best_from_records, experiment_finished, publish
+from katib_nas_contract.best import Best, best_from_experiment, best_from_records, experiment_finished, publish
+from katib_nas_contract.record import POINTER
 
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
@@ -79,7 +80,7 @@ def run(
         best, finished = source.poll()
         if best is not None and publish(experiment_dir, best):
             log(f"best model: {best.trial} ({best.metric}={best.value:g}, from {best.source})")
-        published = best is not None or (experiment_dir / "best.json").is_file()
+        published = best is not None or (experiment_dir / POINTER).is_file()
         if mode == "first" and published:
             return 0
         if mode == "final" and finished:

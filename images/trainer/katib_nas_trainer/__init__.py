@@ -1,7 +1,4 @@
-"""The katib-nas trial program: trains one architecture from Katib's parameters and writes its trial record.
-
-The entry point is `katib_nas_trainer.cli:main`. Nothing is imported here, so the server image can
-use the torch-free `katib_nas_trainer.datasets` without PyTorch installed.
-"""
+"""The katib-nas PyTorch trial program: trains one architecture from Katib's parameters and writes its
+trial record (the contract in katib_nas_contract). The entry point is `katib_nas_trainer.cli:main`."""
 
 from __future__ import annotations

@@ -1,123 +1,25 @@
-"""Command line of the trial program. Hyper-parameters arrive as flags named after the Katib
-parameters; a bad flag or missing data is one clear line on stderr and exit 2."""
+"""Command line of the PyTorch trial program. Hyper-parameters arrive as flags named after the Katib
+parameters (the contract's table, katib_nas_contract.args); a bad flag or missing data is one clear
+line on stderr and exit 2."""
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
-import os
 import sys
-from pathlib import Path
-from typing import Any, NoReturn
 
 import torch
 
+from katib_nas_contract.args import build_parser, cpu_quota, data_dir, search_params, stopping_rule, trial_name
+from katib_nas_contract.record import TrialRecord
+
 from .data import DataError, load
-from .flags import SEARCH_FLAGS, Spec
-from .record import TrialRecord
-from .stopping import RULES, Rule
 from .train import Run, dry_run, pick_device, seed_everything, train
 
 PROG = "katib-nas-trainer"
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"{PROG}: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
-
-
-def _typed(name: str, spec: Spec) -> Any:
-    def convert(text: str) -> Any:
-        if spec.kind == "choice":
-            if text not in spec.choices:
-                raise argparse.ArgumentTypeError(f"--{name}={text} is not one of {', '.join(spec.choices)}")
-            return text
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"--{name}={text} is not a number") from None
-        if spec.kind == "int":
-            if not value.is_integer():
-                raise argparse.ArgumentTypeError(f"--{name}={text} is not an integer")
-            value = int(value)
-        assert spec.low is not None and spec.high is not None
-        low_ok = value > spec.low if spec.low_open else value >= spec.low
-        if not low_ok or value > spec.high:
-            bracket = "(" if spec.low_open else "["
-            raise argparse.ArgumentTypeError(f"--{name}={text} is out of range {bracket}{spec.low:g}, {spec.high:g}]")
-        return value
-
-    convert.__name__ = name
-    return convert
-
-
-def build_parser() -> Parser:
-    parser = Parser(prog=PROG, description=__doc__)
-    search = parser.add_argument_group("search-space flags (Katib parameters)")
-    for name, spec in SEARCH_FLAGS.items():
-        search.add_argument(
-            f"--{name}",
-            type=_typed(name, spec),
-            default=spec.default,
-            help=f"{spec.help} (default: {spec.default})".strip(),
-        )
-    parser.add_argument(
-        "--dataset",
-        default="digits",
-        help="digits (bundled), mnist, fashion-mnist, or an .npz path (relative to --output-dir)",
-    )
-    parser.add_argument(
-        "--output-dir",
-        type=Path,
-        default=Path(os.environ.get("MODEL_ROOT", "models")),
-        help="model root; the record goes to <output-dir>/<experiment>/<trial>/",
-    )
-    parser.add_argument("--data-dir", type=Path, help="download cache (default: <output-dir>/.datasets)")
-    parser.add_argument("--experiment", default="default", help="Experiment name (record directory)")
-    parser.add_argument("--trial-name", help="trial name (default: derived from the parameters and seed)")
-    parser.add_argument("--seed", type=int, default=42, help="seed for initialisation and shuffling")
-    parser.add_argument("--min-delta", type=float, default=1e-4, help="smallest accuracy gain that resets patience")
-    parser.add_argument("--metrics-file", type=Path, help="also append the metric lines here (Katib File collector)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: the CPUs this pod may use)")
-    parser.add_argument("--dry-run", action="store_true", help="one tiny batch end to end; writes no record")
-    stopping = parser.add_argument_group("early stopping across trials (reads the other trials' curves)")
-    stopping.add_argument("--early-stopping", choices=RULES, default="none", help="rule (default: none)")
-    stopping.add_argument("--es-metric", default="accuracy", help="objective metric the rule compares")
-    stopping.add_argument("--es-goal", choices=("maximize", "minimize"), default="maximize")
-    stopping.add_argument(
-        "--es-start-step", type=_typed("es-start-step", _COUNT), default=4, help="first epoch checked"
-    )
-    stopping.add_argument(
-        "--es-min-trials", type=_typed("es-min-trials", _COUNT), default=3, help="peers needed before stopping"
-    )
-    stopping.add_argument(
-        "--es-reduction-factor", type=_typed("es-reduction-factor", _ETA), default=3, help="successive halving's eta"
-    )
-    return parser
-
-
-_COUNT = Spec("int", 1, 1, 10000)
-_ETA = Spec("int", 3, 2, 100)
-
-
-def cpu_quota() -> int:
-    """CPUs this process may use: the affinity mask, capped by a cgroup v2 quota (a pod's CPU limit)."""
-    count = len(os.sched_getaffinity(0))
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            count = min(count, max(1, int(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return count
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    params = {name: getattr(args, name.replace("-", "_")) for name in SEARCH_FLAGS}
+    args = build_parser(PROG, __doc__).parse_args(argv)
+    params = search_params(args)
     torch.set_num_threads(args.threads or cpu_quota())
     try:
         device = pick_device(args.device)
@@ -126,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     seed_everything(args.seed, device)
     try:
-        data = load(args.dataset, args.data_dir or args.output_dir / ".datasets", args.output_dir)
+        data = load(args.dataset, data_dir(args), args.output_dir)
     except DataError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
@@ -139,22 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         device=device,
         record=None,
         metrics_file=args.metrics_file,
-        stopping=Rule(
-            args.early_stopping,
-            args.es_metric,
-            args.es_goal == "maximize",
-            args.es_start_step,
-            args.es_min_trials,
-            args.es_reduction_factor,
-        ),
+        stopping=stopping_rule(args),
     )
     if args.dry_run:
         return dry_run(run, data)
-    trial = args.trial_name or os.environ.get("KATIB_TRIAL_NAME") or _default_trial_name(params, args.seed)
-    run.record = TrialRecord(args.output_dir / args.experiment / trial)
+    run.record = TrialRecord(args.output_dir / args.experiment / trial_name(args, params))
     return train(run, data)
-
-
-def _default_trial_name(params: dict[str, Any], seed: int) -> str:
-    digest = hashlib.sha256(json.dumps([params, seed], sort_keys=True).encode()).hexdigest()[:10]
-    return f"trial-{digest}"

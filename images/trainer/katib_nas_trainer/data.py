@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import datasets
-from .datasets import DataError
+from katib_nas_contract import datasets
+from katib_nas_contract.datasets import DataError
 
 __all__ = ["DataError", "Dataset", "from_arrays", "load", "load_digits"]
 

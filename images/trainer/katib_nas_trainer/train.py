@@ -4,45 +4,42 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import signal
 import sys
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from katib_nas_contract.record import CHECKPOINT, CURVE, METRICS, MODEL, PARAMS, WEIGHTS, TrialRecord
+from katib_nas_contract.stopping import Rule
+from katib_nas_contract.trial import (
+    EXIT_TERMINATED,
+    ONNX_TOLERANCE,
+    RESUME_HINT,
+    Progress,
+    StopFlag,
+    final_metrics,
+    metric_line,
+    params_doc,
+    report,
+    same_run,
+    stopped_by_peers,
+)
+
 from .data import Dataset
-from .files import read_json
 from .model import build_model, build_optimizer
-from .record import TrialRecord, save_torch, write_json
-from .stopping import Rule, peer_curves, should_stop
+from .record import save_torch
 
-EXIT_TERMINATED = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
+__all__ = ["EXIT_TERMINATED", "Run", "StopFlag", "dry_run", "pick_device", "seed_everything", "train", "train_epoch"]
+
 EVAL_BATCH = 4096
-ONNX_TOLERANCE = 1e-4
-
-
-@dataclass
-class StopFlag:
-    """Set by SIGTERM; the loop stops at the next batch boundary instead of dying mid-write."""
-
-    raised: bool = False
-    signal_name: str = ""
-
-    def install(self) -> None:
-        def handler(signum: int, _frame: FrameType | None) -> None:
-            self.raised = True
-            self.signal_name = signal.Signals(signum).name
-
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+FRAMEWORK = "pytorch"
 
 
 @dataclass
@@ -59,13 +56,7 @@ class Run:
 
     def stopped_by_peers(self) -> bool:
         """Whether the early-stopping rule, applied to the other trials' curves, stops this trial now."""
-        if self.stopping.name == "none" or self.record is None:
-            return False
-        if self.stopping.metric not in self.curve[-1]:
-            return False  # the objective is not a metric the trainer reports: nothing to compare
-        mine = [float(p[self.stopping.metric]) for p in self.curve]
-        others = peer_curves(self.record.root.parent, self.record.root.name, self.stopping.metric)
-        return should_stop(mine, others, self.stopping)
+        return self.record is not None and stopped_by_peers(self.stopping, self.record, self.curve)
 
 
 def pick_device(requested: str) -> torch.device:
@@ -156,14 +147,6 @@ def train_epoch(
     return float(loss_sum) / seen, int(correct) / seen
 
 
-def report(run: Run, line: str) -> None:
-    print(line, flush=True)
-    if run.metrics_file is not None:
-        run.metrics_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(run.metrics_file, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-
-
 def export_onnx(model: nn.Module, sample: torch.Tensor, path: Path) -> float:
     """Export for onnxruntime (the server needs no PyTorch) and return the largest difference
     between onnxruntime's and PyTorch's logits on `sample`."""
@@ -200,8 +183,9 @@ def dry_run(run: Run, data: Dataset) -> int:
     assert result is not None
     loss, acc = evaluate(model, data.x_val[:64], data.y_val[:64], run.device)
     with tempfile.TemporaryDirectory() as tmp:
-        diff = export_onnx(model, data.x_val[:8], Path(tmp) / "model.onnx")
-    report(run, f"epoch=1 accuracy={acc:.4f} loss={loss:.4f} train_accuracy={result[1]:.4f} train_loss={result[0]:.4f}")
+        diff = export_onnx(model, data.x_val[:8], Path(tmp) / MODEL)
+    point = {"epoch": 1, "accuracy": acc, "loss": loss, "train_accuracy": result[1], "train_loss": result[0]}
+    report(run.metrics_file, metric_line(point, digits=4))
     print(f"dry-run ok on {run.device.type}: onnx max |diff|={diff:.2e}", file=sys.stderr)
     return 0 if diff <= ONNX_TOLERANCE else 1
 
@@ -209,13 +193,12 @@ def dry_run(run: Run, data: Dataset) -> int:
 def train(run: Run, data: Dataset) -> int:
     record = run.record
     assert record is not None
-    params_doc = {"params": run.params, "seed": run.seed, "epochs": run.epochs, "dataset": data.name}
-    # The record on disk belongs to this run only if it was made with the same parameters.
-    same_run = record.path("params.json").is_file() and read_json(record.path("params.json")) == params_doc
-    if record.complete and same_run:
-        metrics = read_json(record.path("metrics.json"))
+    doc = params_doc(run.params, run.seed, run.epochs, data.name)
+    resumable = same_run(record, doc)
+    if record.complete and resumable:
+        metrics = record.read(METRICS)
         print(f"trial record {record.root} is already complete ({metrics['ended']}); nothing to do", file=sys.stderr)
-        report(run, metrics["report_line"])
+        report(run.metrics_file, metrics["report_line"])
         return 0
 
     model = build_model(run.params, data.shape, data.classes, data.x_train).to(run.device)
@@ -223,29 +206,29 @@ def train(run: Run, data: Dataset) -> int:
     # Cosine decay over the planned epochs: late epochs settle instead of bouncing around the optimum.
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=run.epochs)
     generator = torch.Generator().manual_seed(run.seed)
-    start_epoch, bad_epochs = 1, 0
-    best: dict[str, Any] = {"accuracy": -1.0, "epoch": 0}
+    start_epoch = 1
+    progress = Progress(run.min_delta)
     best_state: dict[str, torch.Tensor] = {}
 
-    checkpoint = record.path("checkpoint.pt")
-    if checkpoint.is_file() and same_run:
+    checkpoint = record.path(CHECKPOINT[FRAMEWORK])
+    if checkpoint.is_file() and resumable:
         state = torch.load(checkpoint, map_location=run.device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        start_epoch, bad_epochs, best, best_state = (
+        start_epoch, progress.bad_epochs, progress.best, best_state = (
             state["epoch"] + 1,
             state["bad_epochs"],
             state["best"],
             state["best_state"],
         )
-        run.curve = read_json(record.path("curve.json"))
+        run.curve = record.read(CURVE, [])
         print(f"resuming {record.root} after epoch {state['epoch']}", file=sys.stderr)
     else:
         record.start_over()
-        write_json(record.path("params.json"), params_doc)
+        record.write(PARAMS, doc)
     record.status("running", epoch=start_epoch - 1)
 
     stop = StopFlag()
@@ -268,7 +251,7 @@ def train(run: Run, data: Dataset) -> int:
                 "terminated",
                 epoch=epoch - 1,
                 signal=stop.signal_name,
-                resume="rerun the same command to continue from the last checkpoint",
+                resume=RESUME_HINT,
             )
             print(
                 f"stopped by {stop.signal_name} during epoch {epoch}; checkpoint holds epoch {epoch - 1}",
@@ -286,21 +269,10 @@ def train(run: Run, data: Dataset) -> int:
             "train_loss": train_loss,
         }
         run.curve.append(point)
-        report(
-            run,
-            f"epoch={epoch} accuracy={val_acc:.6f} loss={val_loss:.6f} train_accuracy={train_acc:.6f} "
-            f"train_loss={train_loss:.6f}",
-        )
-        # Better accuracy, or the same accuracy at a lower loss: on a small validation split accuracy
-        # saturates early, and the loss still tells the better-settled epoch.
-        if val_acc > best["accuracy"] + run.min_delta or (
-            val_acc >= best["accuracy"] and val_loss < best.get("loss", float("inf")) - run.min_delta
-        ):
-            best, bad_epochs = {"accuracy": val_acc, "loss": val_loss, "epoch": epoch}, 0
+        report(run.metrics_file, metric_line(point))
+        if progress.update(point):
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad_epochs += 1
-        write_json(record.path("curve.json"), run.curve)
+        record.write(CURVE, run.curve)
         save_torch(
             checkpoint,
             {
@@ -310,13 +282,13 @@ def train(run: Run, data: Dataset) -> int:
                 "epoch": epoch,
                 "generator": generator.get_state(),
                 "torch_rng": torch.get_rng_state(),
-                "bad_epochs": bad_epochs,
-                "best": best,
+                "bad_epochs": progress.bad_epochs,
+                "best": progress.best,
                 "best_state": best_state,
             },
         )
         record.status("running", epoch=epoch)
-        if bad_epochs >= int(run.params["patience"]):
+        if progress.bad_epochs >= int(run.params["patience"]):
             ended, stopped_by = "early_stopped", "patience"
             break
         if epoch < run.epochs and run.stopped_by_peers():
@@ -328,11 +300,11 @@ def train(run: Run, data: Dataset) -> int:
                 "terminated",
                 epoch=epoch,
                 signal=stop.signal_name,
-                resume="rerun the same command to continue from the last checkpoint",
+                resume=RESUME_HINT,
             )
             return EXIT_TERMINATED
 
-    return publish(run, data, model, best, best_state, ended, stopped_by, time.perf_counter() - started)
+    return publish(run, data, model, progress.best, best_state, ended, stopped_by, time.perf_counter() - started)
 
 
 def publish(
@@ -350,35 +322,31 @@ def publish(
     assert record is not None
     model.load_state_dict(best_state)
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test, run.device)
-    save_torch(record.path("weights.pt"), {k: v.cpu() for k, v in best_state.items()})
-    onnx_tmp = record.path(".model.onnx.tmp")
+    save_torch(record.path(WEIGHTS[FRAMEWORK]), {k: v.cpu() for k, v in best_state.items()})
+    onnx_tmp = record.staging(MODEL)
     diff = export_onnx(model, data.x_val[:256], onnx_tmp)
     if diff > ONNX_TOLERANCE:
         onnx_tmp.unlink(missing_ok=True)
         record.status("failed", reason=f"ONNX export differs from PyTorch by {diff:.2e}")
         print(f"ONNX export differs from PyTorch by {diff:.2e} (> {ONNX_TOLERANCE}); not publishing", file=sys.stderr)
         return 1
-    onnx_tmp.replace(record.path("model.onnx"))
-    last = run.curve[-1]
-    metrics = {
-        "ended": ended,
-        "stopped_by": stopped_by,
-        "epochs_run": last["epoch"],
-        "best_epoch": best["epoch"],
-        "accuracy": best["accuracy"],
-        "loss": best["loss"],
-        "test_accuracy": test_acc,
-        "test_loss": test_loss,
-        "onnx_max_abs_diff": diff,
-        "input_shape": [-1, *data.shape],
-        "classes": data.classes,
-        "device": run.device.type,
-        "train_seconds": round(seconds, 3),
-        "report_line": f"epoch={last['epoch']} accuracy={best['accuracy']:.6f} loss={best['loss']:.6f} "
-        f"train_accuracy={last['train_accuracy']:.6f} train_loss={last['train_loss']:.6f}",
-    }
-    write_json(record.path("metrics.json"), metrics)
-    record.status(ended, epoch=last["epoch"])
+    onnx_tmp.replace(record.path(MODEL))
+    metrics = final_metrics(
+        run.curve,
+        best,
+        ended=ended,
+        stopped_by=stopped_by,
+        test_accuracy=test_acc,
+        test_loss=test_loss,
+        onnx_diff=diff,
+        shape=data.shape,
+        classes=data.classes,
+        device=run.device.type,
+        framework=FRAMEWORK,
+        seconds=seconds,
+    )
+    record.write(METRICS, metrics)
+    record.status(ended, epoch=run.curve[-1]["epoch"])
     record.mark_complete()
     print(
         f"{ended}: best val accuracy {best['accuracy']:.4f} at epoch {best['epoch']}, test accuracy "

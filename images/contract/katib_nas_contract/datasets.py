@@ -1,8 +1,8 @@
 """Data sets as numpy arrays with fixed splits: scikit-learn's digits (bundled, offline), MNIST and
 Fashion-MNIST (downloaded once into the data directory), or the user's own `.npz` file.
 
-NumPy only, no torch: the server image imports this module too, so the batch job scores exactly
-the test split the trials were judged on."""
+NumPy only: both trainers build their tensors from these arrays, and the server image's batch job
+scores exactly the test split the trials were judged on."""
 
 from __future__ import annotations
 

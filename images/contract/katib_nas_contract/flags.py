@@ -1,5 +1,5 @@
-"""The trainer's flags: one table, read by the argument parser and checked against the generator's
-trainer contract (generator/trainer_contract.py) by a test."""
+"""The trainers' flags and metrics: one table, read by every trainer's argument parser and by the
+generator's checks of a values file against the trainer it runs."""
 
 from __future__ import annotations
 
@@ -40,3 +40,34 @@ SEARCH_FLAGS: dict[str, Spec] = {
 
 # Metrics printed each epoch as `name=value` (Katib's StdOut collector format).
 METRICS = ("epoch", "accuracy", "loss", "train_accuracy", "train_loss")
+
+
+@dataclass(frozen=True)
+class Trainer:
+    """One implementation of the contract: its image, its command and what it accepts and prints."""
+
+    framework: str
+    repository: str  # default image repository in the chart
+    command: tuple[str, ...]
+    flags: dict[str, Spec]
+    metrics: tuple[str, ...]
+
+
+# Both trainers take the same flags (MLP and CNN built from the same parameters) and print the same
+# metrics, so a values file switches framework without changing its search space.
+TRAINERS: dict[str, Trainer] = {
+    "pytorch": Trainer(
+        "pytorch", "ghcr.io/katib-nas/trainer", ("python", "-m", "katib_nas_trainer"), SEARCH_FLAGS, METRICS
+    ),
+    "keras": Trainer(
+        "keras", "ghcr.io/katib-nas/trainer-keras", ("python", "-m", "katib_nas_keras"), SEARCH_FLAGS, METRICS
+    ),
+}
+
+
+def trainer_for_image(repository: str) -> Trainer | None:
+    """The katib-nas trainer an image repository holds (any registry or mirror), or None for a user's own."""
+    for trainer in TRAINERS.values():
+        if repository == trainer.repository or repository.endswith("/" + trainer.repository.split("/", 1)[1]):
+            return trainer
+    return None

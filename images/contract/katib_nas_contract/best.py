@@ -15,10 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from katib_nas_trainer.files import atomic_write, read_json_or
+from .files import atomic_write, read_json_or
+from .record import METRICS, MODEL, POINTER, is_complete
 
-POINTER = "best.json"
-COMPLETE = "COMPLETE"
 Goal = Literal["maximize", "minimize"]
 
 
@@ -31,15 +30,15 @@ class Best:
 
     @property
     def model(self) -> str:
-        return f"{self.trial}/model.onnx"
+        return f"{self.trial}/{MODEL}"
 
 
 def complete_record(experiment_dir: Path, trial: str) -> dict[str, Any] | None:
     """The final metrics of a trial whose record is complete (COMPLETE written last), else None."""
     record = experiment_dir / trial
-    if not (record / COMPLETE).is_file() or not (record / "model.onnx").is_file():
+    if not is_complete(record):
         return None
-    metrics: dict[str, Any] | None = read_json_or(record / "metrics.json", None)
+    metrics: dict[str, Any] | None = read_json_or(record / METRICS, None)
     return metrics
 
 

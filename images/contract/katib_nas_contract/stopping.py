@@ -1,7 +1,7 @@
 """Early-stopping rules that trials apply to themselves from the per-epoch curves every trial writes
 next to its record on the shared model volume. They need no Katib service, so they work the same
-on any Katib version and in the local runner. Standard library only: the local runner and the
-benchmarks use these functions too.
+on any Katib version and in the local runner. Every trainer (PyTorch, Keras), the local runner and
+the benchmarks use these functions.
 
 - `median`: at every epoch t >= start_step, stop when this trial's running average of the objective
   over epochs 1..t is worse than the median of the other trials' running averages over their
@@ -20,6 +20,8 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from .record import CURVE
 
 RULES = ("none", "median", "successive-halving")
 
@@ -100,7 +102,7 @@ def katib_medianstop_stop(mine: Sequence[float], target: float | None, maximize:
 def peer_curves(experiment_dir: Path, me: str, metric: str) -> list[list[float]]:
     """The objective curves of the other trials of the experiment (written atomically, so whole)."""
     curves = []
-    for path in experiment_dir.glob("*/curve.json"):
+    for path in experiment_dir.glob(f"*/{CURVE}"):
         if path.parent.name == me:
             continue
         try:

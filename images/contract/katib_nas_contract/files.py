@@ -1,6 +1,5 @@
-"""Reading and atomically writing record files, shared by the trainer's records, the server image's
-pointer and batch output, and the generator's runner and report (standard library only: the server
-image copies this module)."""
+"""Reading and atomically writing record files: the trainers' records, the pointer, the batch output,
+the local runner and the report all go through these."""
 
 from __future__ import annotations
 
@@ -19,6 +18,10 @@ def atomic_write(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     tmp.replace(path)
+
+
+def write_json(path: Path, payload: Any) -> None:
+    atomic_write(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
 
 
 def read_json(path: Path) -> Any:

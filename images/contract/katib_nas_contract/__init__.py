@@ -1,0 +1,15 @@
+"""The katib-nas trial contract: what every trainer writes and every reader of trial records relies on.
+
+- `record`: the trial record's layout and file names, and the trial-record writer
+- `files`: atomic writes and tolerant reads
+- `best`: which trial is best, and the `best.json` pointer
+- `flags`: the trainer flags and metric names, one table per trainer framework
+- `args`: the trainer command line built from that table
+- `stopping`: the cross-trial early-stopping rules trainers apply to themselves
+- `datasets`: the data sets and their fixed splits
+
+Standard library and NumPy only, so the server image (no training framework) and the generator
+import it, and both trainer images copy it whole. Nothing is imported here.
+"""
+
+from __future__ import annotations
