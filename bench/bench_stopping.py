@@ -26,6 +26,8 @@ import optuna
 
 from generator.local.space import as_flag, search_space
 from generator.models import Experiment
+from katib_nas_contract.files import read_json
+from katib_nas_contract.record import CURVE
 from katib_nas_contract.stopping import Rule, katib_medianstop_stop, katib_medianstop_target, should_stop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +54,7 @@ def record_curves() -> list[list[float]]:
             cmd += [f"--epochs={EPOCHS}", "--patience=1000", "--threads=1", f"--trial-name=t{i}"]
             cmd += [f"--{k}={as_flag(v)}" for k, v in params.items()]
             subprocess.run(cmd, check=True, capture_output=True)
-            curve = json.loads(next(Path(tmp).glob("*/*/curve.json")).read_text())
+            curve = read_json(next(Path(tmp).glob(f"*/*/{CURVE}")))
         print(f"  recorded trial {i + 1}/{TRIALS}: best accuracy {max(p['accuracy'] for p in curve):.4f}", flush=True)
         return [float(p["accuracy"]) for p in curve]
 

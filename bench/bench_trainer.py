@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import statistics
 import sys
 import tempfile
@@ -17,7 +16,9 @@ import numpy as np
 import torch
 
 from katib_nas_contract.datasets import _build
+from katib_nas_contract.files import read_json
 from katib_nas_contract.flags import SEARCH_FLAGS
+from katib_nas_contract.record import METRICS
 from katib_nas_trainer.cli import main as trainer_main
 from katib_nas_trainer.data import from_arrays
 from katib_nas_trainer.model import build_model, build_optimizer
@@ -46,7 +47,7 @@ def digits_accuracy(flags: str, seed: int) -> float:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             code = trainer_main([*flags.split(), "--seed", str(seed), "--output-dir", tmp, "--trial-name", "t"])
         assert code == 0
-        return float(json.loads((Path(tmp) / "default" / "t" / "metrics.json").read_text())["test_accuracy"])
+        return float(read_json(Path(tmp) / "default" / "t" / METRICS)["test_accuracy"])
 
 
 def epoch_seconds(device: torch.device, batch_size: int) -> float:
