@@ -252,7 +252,7 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
         "/predict/image",
         {"files": {"file": ("digit.png", b"GIF? no, text", "image/png")}},
         400,
-        "not a picture Pillow can read",
+        "not a PNG or JPEG picture",
     ),
     (
         "empty image",

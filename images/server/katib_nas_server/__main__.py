@@ -22,6 +22,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import create_app
+    from .connections import limited_protocol
     from .settings import SettingsError, load_settings
 
     try:
@@ -30,16 +31,27 @@ def serve(args: argparse.Namespace) -> int:
         log(str(exc))
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    raise_open_files_limit(settings.max_connections + 64)  # clients, plus the model, logs and listener
     uvicorn.run(
         create_app(settings),
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        http=limited_protocol(settings.max_header_bytes, settings.read_timeout, settings.max_connections),
         access_log=args.access_log,
+        timeout_keep_alive=5,  # an idle keep-alive connection closes after 5 s (uvicorn's default, stated)
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def raise_open_files_limit(wanted: int) -> None:
+    """MAX_CONNECTIONS must fit the process's file-descriptor limit, or accept() fails first."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
 
 
 def main(argv: list[str] | None = None) -> int:

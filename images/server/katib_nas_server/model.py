@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ class ModelNotFound(Exception):
     """No complete model to load (yet); the message says where the server looked."""
 
 
+class RecordIncomplete(ModelNotFound):
+    """best.json names a trial whose record is not (yet) complete: try again later."""
+
+
 @dataclass(frozen=True)
 class Pointer:
     """Which record to serve: the trial directory and a version string that changes when best.json moves."""
@@ -27,13 +32,21 @@ class Pointer:
 
 
 def resolve(model_dir: Path) -> Pointer:
-    """MODEL_DIR is an experiment directory (follow best.json) or one trial record (serve it as is)."""
+    """MODEL_DIR is an experiment directory (follow best.json) or one trial record (serve it as is).
+    Messages name MODEL_DIR, not its absolute path: they reach clients in 503 answers."""
     if (model_dir / MODEL).is_file():
         return Pointer(model_dir, model_dir.name)
     pointer = read_pointer(model_dir)
-    if pointer is None or not isinstance(pointer.get("trial"), str):
-        raise ModelNotFound(f"no {POINTER} in {model_dir} yet (no trial has completed)")
-    return Pointer(model_dir / pointer["trial"], f"{pointer['trial']}@{pointer.get('published_at', 0):.0f}")
+    if pointer is None:
+        raise ModelNotFound(f"no {POINTER} in MODEL_DIR yet (no trial has completed)")
+    trial = pointer.get("trial") if isinstance(pointer, dict) else None
+    published = pointer.get("published_at", 0) if isinstance(pointer, dict) else None
+    # A pointer someone edited by hand (or another tool wrote) is a problem to report, not a crash.
+    if not isinstance(trial, str) or not trial or trial in (".", "..") or "/" in trial or "\\" in trial:
+        raise ModelNotFound(f"{POINTER} in MODEL_DIR does not name a trial directory; the promote step rewrites it")
+    if isinstance(published, bool) or not isinstance(published, int | float) or not math.isfinite(published):
+        raise ModelNotFound(f"{POINTER} in MODEL_DIR has no numeric published_at; the promote step rewrites it")
+    return Pointer(model_dir / trial, f"{trial}@{published:.0f}")
 
 
 @dataclass
@@ -60,7 +73,8 @@ class LoadedModel:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    with np.errstate(over="ignore"):  # finite logits far apart: exp underflows to 0, which is right
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
     return probs
 
@@ -68,7 +82,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 def load(pointer: Pointer, threads: int = 1) -> LoadedModel:
     record = pointer.record
     if not is_complete(record):
-        raise ModelNotFound(f"{record} is not a complete trial record (no completion marker or {MODEL})")
+        raise RecordIncomplete(f"trial {record.name} has no complete record yet (no completion marker or {MODEL})")
     options = ort.SessionOptions()
     # One thread per inference: the server scales with processes, and tiny models lose to thread hand-off.
     options.intra_op_num_threads = threads

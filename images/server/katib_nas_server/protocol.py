@@ -7,17 +7,23 @@ against this server and against a KServe InferenceService serving the same image
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 NUMERIC = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"}
 DERIVED_OUTPUTS = ("probabilities", "label")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+Body = TypeVar("Body", bound=BaseModel)
 
 
 class BadInput(Exception):
     """A request the server understood but cannot score; becomes a 400 with this message."""
+
+
+class TooLarge(Exception):
+    """A request over one of the cost limits; becomes a 413 with this message."""
 
 
 class RequestInput(BaseModel):
@@ -42,7 +48,11 @@ class InferenceRequest(BaseModel):
     id: str | None = None
     parameters: dict[str, Any] | None = None
     inputs: list[RequestInput] = Field(min_length=1, max_length=1, description="Exactly one input tensor.")
-    outputs: list[RequestOutput] | None = Field(None, description="Outputs to return; default: the model's.")
+    outputs: list[RequestOutput] | None = Field(
+        None,
+        max_length=len(DERIVED_OUTPUTS) + 1,
+        description="Outputs to return, each at most once; default: the model's.",
+    )
 
 
 class ResponseOutput(BaseModel):
@@ -120,7 +130,37 @@ def to_samples(
         raise BadInput(f"{where}.data has {array.size} values; shape {shape} needs {math.prod(shape)}")
     if not np.isfinite(array).all():
         raise BadInput(f"{where}.data contains NaN or infinity; send finite numbers")
+    if array.size and float(np.abs(array).max()) > FLOAT32_MAX:
+        raise BadInput(f"{where}.data has values beyond float32's range (+-{FLOAT32_MAX:.3g}); send smaller numbers")
     return array.astype(np.float32, copy=False).reshape(shape[0], c, h, w)
+
+
+def parse_body(body: bytes, model: type[Body], max_items: int) -> Body:
+    """Parse and validate a JSON body; TooLarge or BadInput say what is wrong. Blocking: large bodies run
+    in a worker thread. pydantic-core's parser lets other threads run while it works (json.loads does not)."""
+    if not body:
+        raise BadInput("the request body is empty; send a JSON object")
+    # Every array item and object member but the first of each follows a comma; the first follows its
+    # bracket. So this bounds the values (commas inside strings only over-count) at byte-scan speed,
+    # before a parser builds millions of objects.
+    items = body.count(b",") + body.count(b"[") + body.count(b"{")
+    if items > max_items:
+        raise TooLarge(f"the body holds up to {items} JSON values; at most {max_items} (MAX_JSON_ITEMS); split it")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise BadInput(validation_message(exc)) from None
+
+
+def validation_message(exc: ValidationError) -> str:
+    problems = []
+    for item in exc.errors():
+        loc = ".".join(str(part) for part in item["loc"]) or "body"
+        if item["type"] == "json_invalid":
+            problems.append(f"the body is not valid JSON ({item.get('ctx', {}).get('error', 'decode error')})")
+        else:
+            problems.append(f"{loc}: {item['msg']}")
+    return "; ".join(problems[:5])
 
 
 def _kind(array: np.ndarray) -> str:

@@ -1,4 +1,4 @@
-"""Prometheus metrics and the ASGI middleware that records them and caps request bodies.
+"""Prometheus metrics and the ASGI middleware that records them.
 
 Plain ASGI rather than Starlette's BaseHTTPMiddleware: it adds microseconds, not a task per request,
 which matters at thousands of single-row requests a second.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import HTTPException
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,8 +45,8 @@ class Metrics:
 
 
 class TelemetryMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
-        self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,22 +54,6 @@ class TelemetryMiddleware:
             return
         started = time.perf_counter()
         status = 500
-        limit = self.max_body_bytes
-        declared = _content_length(scope)
-        received = 0
-
-        async def capped_receive() -> Message:
-            nonlocal received
-            if declared is not None and declared > limit:
-                raise HTTPException(
-                    413, f"request body of {declared} bytes is over the {limit}-byte limit (MAX_BODY_BYTES)"
-                )
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise HTTPException(413, f"request body is over the {limit}-byte limit (MAX_BODY_BYTES)")
-            return message
 
         async def recording_send(message: Message) -> None:
             nonlocal status
@@ -79,22 +62,12 @@ class TelemetryMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, capped_receive, recording_send)
+            await self.app(scope, receive, recording_send)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             self.metrics.requests.labels(path, scope["method"], str(status)).inc()
             self.metrics.latency.labels(path).observe(time.perf_counter() - started)
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
 
 
 def error_body(message: str) -> dict[str, Any]:
