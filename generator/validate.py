@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from .checks_search import check_search
 from .errors import Problem, ProfileError
 from .models import ChartValues, ClusterProfile
 from .profiles import load_profile
-from .yamlio import coalesce, load_values_file, validation_problems
+from .yamlio import coalesce, dropped_defaults, load_values_file, validation_problems
 
 DEFAULT_RELEASE = "nas"
 
@@ -31,6 +32,14 @@ def _without_unset_list_fields(node: Any, in_list: bool = False) -> Any:
     if isinstance(node, list):
         return [_without_unset_list_fields(v, True) for v in node]
     return node
+
+
+def null_message(default: Any) -> str:
+    shown = "" if isinstance(default, dict | list) and default else f" {json.dumps(default)}"
+    return (
+        f"is null, so helm drops the chart's default{shown} and the templates render without it; "
+        "delete the line to keep the default, or set a value"
+    )
 
 
 @dataclass
@@ -63,11 +72,18 @@ def validate_data(
 ) -> Report:
     report = Report(source, raw=data)
     # Helm validates and renders the file merged over the chart defaults; so do we.
-    merged = coalesce(chart_defaults(), data)
+    defaults = chart_defaults()
+    report.problems = [
+        Problem(source, path, null_message(default)) for path, default in dropped_defaults(defaults, data)
+    ]
+    merged = coalesce(defaults, data)
     try:
         values = ChartValues.model_validate(merged)
     except ValidationError as exc:
-        report.problems = validation_problems(source, exc)
+        nulled = {p.path for p in report.problems}  # a null is one problem, not also a missing field
+        report.problems += [p for p in validation_problems(source, exc) if p.path not in nulled]
+        return report
+    if report.problems:
         return report
     report.values = values
     report.problems += [Problem(source, path, msg) for path, msg in check_search(values, release)]

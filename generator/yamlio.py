@@ -90,16 +90,47 @@ def load_values_file(path: Path) -> dict[str, Any]:
 
 
 def coalesce(defaults: Any, overrides: Any) -> Any:
-    """Merge a values file over the chart defaults the way Helm does: mappings merge key by key,
-    lists and scalars replace, and an explicit null removes the default."""
+    """Merge a values file over the chart defaults exactly as Helm's chartutil.CoalesceValues does:
+    mappings merge key by key, lists and scalars replace, a null drops the key (a top-level null
+    only where the chart has that key), and a mapping over a non-mapping default is kept as written."""
     if not isinstance(defaults, dict) or not isinstance(overrides, dict):
         return overrides
-    merged = dict(defaults)
-    for key, value in overrides.items():
-        if value is None:
-            merged.pop(key, None)
-        elif key in merged:
-            merged[key] = coalesce(merged[key], value)
-        else:
-            merged[key] = value
+    merged = dict(overrides)
+    for key, default in defaults.items():
+        if key not in merged:
+            merged[key] = default
+        elif merged[key] is None:
+            del merged[key]
+        elif isinstance(merged[key], dict) and isinstance(default, dict):
+            merged[key] = _coalesce_tables(merged[key], default)
     return merged
+
+
+def _coalesce_tables(dst: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
+    """Helm's coalesceTablesFullKey: below the top level every null key is dropped, chart key or not."""
+    out = {k: v for k, v in dst.items() if v is not None}
+    for key, default in src.items():
+        if key in dst:
+            if isinstance(out.get(key), dict) and isinstance(default, dict):
+                out[key] = _coalesce_tables(out[key], default)
+        else:
+            out[key] = default
+    return out
+
+
+def dropped_defaults(defaults: Any, overrides: Any, path: str = "") -> list[tuple[str, Any]]:
+    """(path, chart default) of each null in the values file that makes Helm drop a default that is
+    not null itself. The templates then render without it (0, "" or a failed render), while the
+    models would quietly fill the default back in, so validate refuses these."""
+    if not isinstance(defaults, dict) or not isinstance(overrides, dict):
+        return []
+    found = []
+    for key, value in overrides.items():
+        if key not in defaults:
+            continue
+        where = f"{path}.{key}" if path else str(key)
+        if value is None and defaults[key] is not None:
+            found.append((where, defaults[key]))
+        elif isinstance(value, dict):
+            found += dropped_defaults(defaults[key], value, where)
+    return found
