@@ -40,8 +40,9 @@ class TrialRecord:
         return self.path(COMPLETE).is_file()
 
     def staging(self, name: str) -> Path:
-        """Where a file that is written by a library (not by atomic_write) is made before its rename."""
-        return self.path(f".{name}.tmp")
+        """Where a file that a library writes (not atomic_write) is made before its rename; it keeps the
+        name's ending, which some writers require (Keras: `.weights.h5`)."""
+        return self.path(f".tmp-{name}")
 
     def write(self, name: str, payload: Any) -> None:
         write_json(self.path(name), payload)
