@@ -73,7 +73,10 @@ class Objective(StrictModel):
         default_factory=lambda: ["loss"], description="Other metrics Katib records."
     )
     metricStrategies: list[MetricStrategy] = Field(
-        default_factory=list, description="How Katib reduces each metric's series (default: best value)."
+        default_factory=list,
+        description="How Katib reduces each metric's series. A metric left out is summarised in its own "
+        "direction: the objective in its type's, `min` for lower-is-better names (loss, error, ...), `max` for "
+        "higher-is-better ones (accuracy, auc, ...), else the objective's direction.",
     )
 
 

@@ -142,6 +142,36 @@ def test_experiment_round_trips_through_katib_api_models(renders: dict[str, list
         assert all(isinstance(v, str) for v in (space.min, space.max, space.step) if v is not None)
 
 
+STRATEGIES = [  # objective, additional metrics, what the user set -> how Katib summarises each metric
+    (("accuracy", "maximize"), ["loss"], [], {"accuracy": "max", "loss": "min"}),
+    (("loss", "minimize"), ["accuracy", "val-error"], [], {"loss": "min", "accuracy": "max", "val-error": "min"}),
+    (
+        ("accuracy", "maximize"),
+        ["train_loss", "f1", "epochs"],
+        [],
+        {"accuracy": "max", "train_loss": "min", "f1": "max", "epochs": "max"},
+    ),
+    (("accuracy", "maximize"), ["loss"], [{"name": "loss", "value": "latest"}], {"accuracy": "max", "loss": "latest"}),
+    (("accuracy", "minimize"), ["loss"], [], {"accuracy": "min", "loss": "min"}),
+]
+
+
+@pytest.mark.parametrize(("objective", "additional", "given", "expected"), STRATEGIES)
+def test_each_metric_is_summarised_in_its_own_direction(
+    objective: tuple[str, str], additional: list[str], given: list[dict[str, str]], expected: dict[str, str]
+) -> None:
+    """Katib's defaulting gives every metric left out the objective's direction, so `loss` would be
+    kept at its maximum under a maximize objective; the chart names each metric's own direction."""
+    name, kind = objective
+    values = {"objectiveMetricName": name, "type": kind, "additionalMetricNames": additional, "metricStrategies": given}
+    (experiment,) = by_kind(helm_template(values={"experiment": {"objective": values}}), "Experiment")
+    model = V1beta1Experiment.from_dict(experiment)
+    assert model is not None and model.spec is not None and model.spec.objective is not None
+    strategies = model.spec.objective.metric_strategies or []
+    assert {s.name: s.value for s in strategies} == expected
+    assert len(strategies) == len(expected)
+
+
 @pytest.mark.parametrize("path", ALL_VALUES, ids=lambda p: p.name)
 def test_every_pod_meets_the_restricted_pod_security_standard(
     renders: dict[str, list[dict[str, Any]]], path: Path

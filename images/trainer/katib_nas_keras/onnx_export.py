@@ -1,8 +1,8 @@
 """The Keras model as an ONNX graph, written layer by layer from its weights with the onnx package.
 
-tf2onnx, the usual converter, does not support Keras 3 (TensorFlow 2.16+ ships Keras 3; tf2onnx 1.17
-drives the tf.keras 2 API), and the trainer builds only these layer types, so each one maps to a few
-ONNX operators. The graph takes (batch, C, H, W) float32 and returns logits, like the PyTorch
+tf2onnx 1.17 (the usual converter) converts these Keras 3 models with ReLU, but turns Keras's GELU
+into an `Erfc` node, which is no ONNX operator, so onnxruntime refuses the model; it also takes about
+3 s per export. The trainer builds only a few layer types, each a few ONNX operators. The graph takes (batch, C, H, W) float32 and returns logits, like the PyTorch
 trainer's export, so the server loads either unchanged. The caller checks the result against
 TensorFlow's own outputs before the model is published."""
 

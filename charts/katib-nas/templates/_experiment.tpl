@@ -1,0 +1,39 @@
+{{/*
+Experiment helpers.
+
+metricStrategies: one entry per metric, so Katib's UI and currentOptimalTrial summarise each metric
+in its own direction. Katib's webhook gives every metric the user left out the objective's
+direction (experiment_defaults.go setDefaultObjective), so `loss` would be kept at its max under a
+maximize objective. Here a metric the user left out gets `min` when its name says lower is better
+(loss, error, mse, ...), `max` when it says higher is better (accuracy, auc, f1, ...), and the
+objective's direction otherwise, as Katib would.
+*/}}
+{{- define "katib-nas.metricStrategies" -}}
+{{- $o := .Values.experiment.objective }}
+{{- $given := dict }}
+{{- range $o.metricStrategies }}
+{{- $_ := set $given .name .value }}
+{{- end }}
+{{- $objective := ternary "max" "min" (eq $o.type "maximize") }}
+{{- $out := list }}
+{{- range $o.metricStrategies }}
+{{- $out = append $out (dict "name" .name "value" .value) }}
+{{- end }}
+{{- range (prepend ($o.additionalMetricNames | default list) $o.objectiveMetricName) }}
+{{- if not (hasKey $given .) }}
+{{- $_ := set $given . true }}
+{{- $name := lower . }}
+{{- $value := $objective }}
+{{- if ne . $o.objectiveMetricName }}
+{{- if regexMatch "loss|err|mse|mae|perplexity|latency|duration|seconds|time|cost|regret" $name }}
+{{- $value = "min" }}
+{{- else if regexMatch "acc|auc|f1|precision|recall|score|iou|bleu|reward" $name }}
+{{- $value = "max" }}
+{{- end }}
+{{- end }}
+{{- $out = append $out (dict "name" . "value" $value) }}
+{{- end }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
+
