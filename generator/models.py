@@ -240,7 +240,11 @@ class Trial(Scheduling):
     backoffLimit: int = Field(
         1, ge=0, description="Pod retries of a trial Job; the trainer resumes from its checkpoint."
     )
-    retain: bool = Field(False, description="Keep finished trial Jobs and pods for debugging.")
+    retain: bool = Field(
+        False,
+        description="Keep finished trial Jobs and pods. Early stopping always keeps them: Katib's trial controller "
+        "reads an early-stopped trial's metrics only from a Job it kept.",
+    )
     successCondition: str = Field(
         'status.conditions.#(type=="Complete")#|#(status=="True")#', description="When Katib marks a trial Job done."
     )

@@ -37,3 +37,11 @@ objective's direction otherwise, as Katib would.
 {{- toYaml $out }}
 {{- end }}
 
+{{/*
+"true" when trial pods mark their Trial EarlyStopped in Katib: a katib-nas rule (median or
+successive-halving) stops trials inside the trainer, and the chart may create the RBAC for it.
+*/}}
+{{- define "katib-nas.trialMarksEarlyStops" -}}
+{{- $s := .Values.experiment.earlyStopping }}
+{{- if and $s.enabled (has $s.algorithmName (list "median" "successive-halving")) .Values.rbac.create }}true{{ end }}
+{{- end }}

@@ -6,6 +6,7 @@
 - `flags`: the trainer flags and metric names, one table per trainer framework
 - `args`: the trainer command line built from that table
 - `stopping`: the cross-trial early-stopping rules trainers apply to themselves
+- `katib_status`: a trial those rules stop is marked EarlyStopped in Katib, as Katib's own early stopping does
 - `datasets`: the data sets and their fixed splits
 
 Standard library and NumPy only, so the server image (no training framework) and the generator

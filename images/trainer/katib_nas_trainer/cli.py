@@ -9,6 +9,7 @@ import sys
 import torch
 
 from katib_nas_contract.args import build_parser, cpu_quota, data_dir, search_params, stopping_rule, trial_name
+from katib_nas_contract.katib_status import report_early_stop
 from katib_nas_contract.record import TrialRecord
 
 from .data import DataError, load
@@ -46,4 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         return dry_run(run, data)
     run.record = TrialRecord(args.output_dir / args.experiment / trial_name(args, params))
-    return train(run, data)
+    code = train(run, data)
+    said = report_early_stop(run.record) if code == 0 else None  # our rules' stops are EarlyStopped in Katib
+    if said:
+        print(f"{PROG}: {said}", file=sys.stderr)
+    return code
