@@ -90,6 +90,18 @@ if [[ ! -x "$BIN/katib-controller" ]]; then
   echo "$stamp" >"$BIN/katib-controller.source"
 fi
 
+# katibcheck: Katib's pod mutator, its Experiment -> gRPC conversion, the goptuna service's settings
+# validation and Go's regexp, run on JSON for the tests (ci/katibcheck, its Katib version pinned in
+# its go.mod). Rebuilt when its sources change.
+kc_stamp="$(cat "$ROOT/ci/katibcheck/go.mod" "$ROOT/ci/katibcheck/go.sum" "$ROOT/ci/katibcheck/main.go" | sha256sum | cut -c1-16)"
+if [[ ! -x "$BIN/katibcheck" || "$(cat "$BIN/katibcheck.source" 2>/dev/null)" != "$kc_stamp" ]]; then
+  echo "install-controlplane: building katibcheck" >&2
+  (cd "$ROOT/ci/katibcheck" && GONOSUMDB=github.com/kubeflow/katib,github.com/google/go-containerregistry/pkg/authn/k8schain \
+    CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "-s -w" -o "$BIN/katibcheck.tmp" .)
+  mv "$BIN/katibcheck.tmp" "$BIN/katibcheck"
+  echo "$kc_stamp" >"$BIN/katibcheck.source"
+fi
+
 # Katib's CRDs, webhook configurations and katib-config come from the same module version.
 katib_dir="$(GONOSUMDB=github.com/kubeflow/katib GOFLAGS=-mod=mod go mod download -json "github.com/kubeflow/katib@$KATIB_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
 ln -sfn "$katib_dir/manifests/v1beta1" "$CACHE/katib-manifests"
