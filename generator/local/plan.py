@@ -4,6 +4,7 @@ exactly the command and flags a trial pod would get on the cluster."""
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,5 +64,20 @@ def trial_argv(p: Plan, params: dict[str, str], trial: str, model_root: Path) ->
         return trial if reference == "${trialSpec.Name}" else params[reference]
 
     command = [sys.executable if i == 0 and c in ("python", "python3") else c for i, c in enumerate(p.command)]
-    args = [REFERENCE.sub(value, a).replace(f"={p.mount_path}", f"={model_root}") for a in p.args]
-    return command + args
+    args = [REFERENCE.sub(value, a) for a in p.args]
+    if p.values.experiment.metricsCollector.kind in SHELL_COLLECTORS:
+        args = [word for a in args for word in _shell_words(a)]
+    return command + [a.replace(f"={p.mount_path}", f"={model_root}") for a in args]
+
+
+# Katib's collectors that run the trial command through `sh -c` (pkg/webhook/v1beta1/pod/const.go
+# NeedWrapWorkerMetricsCollectorList): there the shell removes the quotes a trial argument carries
+# (the chart's, or the user's own, as in Katib's NAS examples), so a local trial does the same.
+SHELL_COLLECTORS = ("StdOut", "File", "TensorFlowEvent")
+
+
+def _shell_words(arg: str) -> list[str]:
+    try:
+        return shlex.split(arg)
+    except ValueError:  # unbalanced quotes: the shell on the cluster would fail the trial; pass it as is
+        return [arg]

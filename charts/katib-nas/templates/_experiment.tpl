@@ -45,3 +45,21 @@ successive-halving) stops trials inside the trainer, and the chart may create th
 {{- $s := .Values.experiment.earlyStopping }}
 {{- if and $s.enabled (has $s.algorithmName (list "median" "successive-halving")) .Values.rbac.create }}true{{ end }}
 {{- end }}
+
+{{/*
+One of the user's trial arguments (trial.args, trial.extraArgs) as the trial container gets it.
+Katib's StdOut, File and TensorFlowEvent collectors run the container's command and arguments
+joined into one `sh -c` string (pkg/webhook/v1beta1/pod/utils.go wrapWorkerContainer), so an
+argument Katib fills with spaces or brackets (an ENAS architecture such as [[1], [0, 1]]) would be
+split and globbed by the shell. Double quotes keep it one word and leave the shell's `$` expansion
+as it was; an argument with a double quote of its own is the user's quoting and stays as written.
+Takes a dict with "context" and "arg".
+*/}}
+{{- define "katib-nas.trialArg" -}}
+{{- $wrapped := has .context.Values.experiment.metricsCollector.kind (list "StdOut" "File" "TensorFlowEvent") }}
+{{- if and $wrapped (not (contains "\"" .arg)) }}
+{{- printf "\"%s\"" .arg | quote }}
+{{- else }}
+{{- .arg | quote }}
+{{- end }}
+{{- end }}
