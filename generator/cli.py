@@ -121,7 +121,8 @@ def cmd_install(args: argparse.Namespace) -> int:
 def _check_upgrade(args: argparse.Namespace, report: Report) -> None:
     """Before helm upgrades a release, refuse Experiment changes Katib would refuse, naming the values."""
     from .errors import Problem
-    from .upgrade import frozen_changes
+    from .kube import read_experiment
+    from .upgrade import extension_note, frozen_changes, status_refusals
 
     deployed = helm.deployed_manifest(
         args.release, namespace=args.namespace, kubeconfig=args.kubeconfig, kubecontext=args.kube_context
@@ -132,9 +133,18 @@ def _check_upgrade(args: argparse.Namespace, report: Report) -> None:
     new = next((d for d in _render(args, report) if d.get("kind") == "Experiment"), None)
     if new is None or new["metadata"]["name"] != old["metadata"]["name"]:
         return  # a new Experiment: nothing running to conflict with
-    problems = [Problem(str(args.file), path, message) for path, message in frozen_changes(old, new)]
+    changes = frozen_changes(old, new)
+    name, namespace = old["metadata"]["name"], old["metadata"].get("namespace") or args.namespace
+    live = read_experiment(name, namespace, kubeconfig=args.kubeconfig, context=args.kube_context)
+    if live is not None:  # what Katib decides from the Experiment's status: a finished search goes on or not
+        said = {path for path, _ in changes}
+        changes += [(path, message) for path, message in status_refusals(live, old, new) if path not in said]
+    problems = [Problem(str(args.file), path, message) for path, message in changes]
     if problems:
         raise ValuesError(problems)
+    note = extension_note(live, new) if live is not None else None
+    if note:
+        print(note, file=sys.stderr)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

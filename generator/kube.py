@@ -69,3 +69,18 @@ def prepare_namespace(name: str, *, create: bool, kubeconfig: str | Path | None,
     except Exception as exc:
         raise cluster_error(exc) from None
     return f"namespace {name} created with the label {key}={value}"
+
+
+def read_experiment(name: str, namespace: str, *, kubeconfig: str | Path | None, context: str | None) -> Any:
+    """The live Experiment (its status included) as a dict, or None when it does not exist."""
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(api_client(kubeconfig, context))
+    try:
+        return custom.get_namespaced_custom_object("kubeflow.org", "v1beta1", namespace, "experiments", name)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise cluster_error(exc) from None
+    except Exception as exc:
+        raise cluster_error(exc) from None

@@ -164,7 +164,11 @@ class Experiment(StrictModel):
     maxTrialCount: int = Field(12, ge=1, description="Trials in the whole search.")
     maxFailedTrialCount: int = Field(3, ge=0, description="Failed trials after which the Experiment fails.")
     resumePolicy: Literal["Never", "LongRunning", "FromVolume"] = Field(
-        "Never", description="What happens to the suggestion service when the Experiment ends."
+        "FromVolume",
+        description="Whether a finished search can go on: with `FromVolume` (Katib keeps the suggestion's state on "
+        "a PVC of the cluster's default StorageClass and stops its pod) or `LongRunning` (the suggestion pod "
+        "keeps running), raising `maxTrialCount` after the Experiment reached it runs more trials. `Never`: a "
+        "finished Experiment cannot change. Fixed once the Experiment exists.",
     )
     metricsCollector: MetricsCollector = Field(default_factory=MetricsCollector, description="Metrics collector.")
     parameters: list[Parameter] = Field(

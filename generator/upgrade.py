@@ -37,3 +37,64 @@ def frozen_changes(deployed: dict[str, Any], wanted: dict[str, Any]) -> list[tup
             )
         )
     return problems
+
+
+# Katib's webhook, on an Experiment whose spec changes, reads the stored Experiment's status
+# (validator.go ValidateExperiment with oldInst): a finished Experiment may change only when it
+# stopped at maxTrialCount and its resumePolicy is LongRunning or FromVolume
+# (util.IsCompletedExperimentRestartable), and maxTrialCount must stay above status.trials.
+RESTARTABLE = ("LongRunning", "FromVolume")
+MAX_TRIALS_REACHED = "ExperimentMaxTrialsReached"
+NEW_EXPERIMENT = "set experiment.name to start a new Experiment (the models on the PVC stay)"
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == kind and condition.get("status") == "True":
+            found: dict[str, Any] = condition
+            return found
+    return None
+
+
+def status_refusals(live: dict[str, Any], deployed: dict[str, Any], wanted: dict[str, Any]) -> list[tuple[str, str]]:
+    """(values path, message) for what Katib refuses given the live Experiment's status, when the
+    upgrade changes its spec at all."""
+    if deployed.get("spec", {}) == wanted.get("spec", {}):
+        return []
+    name = live["metadata"]["name"]
+    status = live.get("status") or {}
+    policy = (live.get("spec") or {}).get("resumePolicy") or "Never"
+    ended = _condition(status, "Failed") or _condition(status, "Succeeded")
+    if ended is not None:
+        why = f"Experiment {name} {ended['type'].lower()} ({ended.get('reason', '')})"
+        if ended["type"] == "Failed":
+            return [("experiment", f"{why}, and Katib refuses any change to a failed Experiment; {NEW_EXPERIMENT}")]
+        if ended.get("reason") != MAX_TRIALS_REACHED:
+            message = f"{why}, and Katib lets a finished Experiment go on only when it stopped at maxTrialCount"
+            return [("experiment", f"{message}; {NEW_EXPERIMENT}")]
+        if policy not in RESTARTABLE:
+            message = f"{why} with resumePolicy {policy}, and Katib refuses any change to it then"
+            fix = f"to search on, {NEW_EXPERIMENT} with experiment.resumePolicy FromVolume or LongRunning"
+            return [("experiment.resumePolicy", f"{message}; {fix}")]
+    trials = int(status.get("trials") or 0)
+    wanted_max = wanted.get("spec", {}).get("maxTrialCount")
+    if wanted_max is not None and trials and int(wanted_max) <= trials:
+        goal = "extend the search" if ended is not None else "change the Experiment"
+        message = f"{wanted_max} is not above the {trials} trials Experiment {name} has already made"
+        return [("experiment.maxTrialCount", f"{message}, which Katib refuses; set it above {trials} to {goal}")]
+    return []
+
+
+def extension_note(live: dict[str, Any], wanted: dict[str, Any]) -> str | None:
+    """The progress line when an upgrade extends a finished search (Katib restarts the Experiment)."""
+    succeeded = _condition(live.get("status") or {}, "Succeeded")
+    if succeeded is None or succeeded.get("reason") != MAX_TRIALS_REACHED:
+        return None
+    trials = int((live.get("status") or {}).get("trials") or 0)
+    wanted_max = int(wanted.get("spec", {}).get("maxTrialCount") or 0)
+    if wanted_max <= trials:
+        return None
+    return (
+        f"Experiment {live['metadata']['name']} finished after {trials} trials; Katib restarts it for "
+        f"{wanted_max - trials} more (maxTrialCount {wanted_max})"
+    )

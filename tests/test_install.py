@@ -165,6 +165,108 @@ def test_install_refuses_a_namespace_katib_would_refuse(control_plane: ControlPl
     assert len(core.list_namespaced_persistent_volume_claim("unlabelled").items) == 1
 
 
+# --- a search that goes on ---------------------------------------------------------------------
+
+
+def finish(cp: ControlPlane, ns: str, reason: str, trials: int) -> None:
+    """Write what Katib's experiment controller writes when an Experiment ends, through the status
+    subresource, once the controller has taken the Experiment in (so it does not overwrite it)."""
+    from kubernetes import client
+
+    deadline = time.monotonic() + 30
+    while not any(c["type"] == "Created" for c in experiment(cp, ns).get("status", {}).get("conditions", [])):
+        assert time.monotonic() < deadline, cp.log("katib-controller")[-3000:]
+        time.sleep(0.2)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    kind = "Failed" if reason == "ExperimentFailed" else "Succeeded"
+    conditions = [
+        {"type": "Created", "status": "True", "reason": "ExperimentCreated", "message": "Experiment is created"},
+        {"type": "Running", "status": "False", "reason": "ExperimentRunning", "message": "Experiment is running"},
+        {"type": kind, "status": "True", "reason": reason, "message": "Experiment has ended"},
+    ]
+    for c in conditions:
+        c.update(lastUpdateTime=now, lastTransitionTime=now)
+    status = {"conditions": conditions, "trials": trials, "trialsSucceeded": trials, "completionTime": now}
+    client.CustomObjectsApi(cp.api()).patch_namespaced_custom_object_status(
+        "kubeflow.org", "v1beta1", ns, "experiments", "nas-katib-nas", {"status": status}
+    )
+
+
+EXTENSIONS = [  # resumePolicy, how the Experiment ended, the new maxTrialCount, the line install prints
+    ("FromVolume", "ExperimentMaxTrialsReached", 16, None),
+    ("LongRunning", "ExperimentMaxTrialsReached", 16, None),
+    (
+        "Never",
+        "ExperimentMaxTrialsReached",
+        16,
+        "experiment.resumePolicy: Experiment nas-katib-nas succeeded (ExperimentMaxTrialsReached) with resumePolicy "
+        "Never, and Katib refuses any change to it then; to search on, set experiment.name to start a new "
+        "Experiment (the models on the PVC stay) with experiment.resumePolicy FromVolume or LongRunning",
+    ),
+    (
+        "FromVolume",
+        "ExperimentGoalReached",
+        16,
+        "experiment: Experiment nas-katib-nas succeeded (ExperimentGoalReached), and Katib lets a finished "
+        "Experiment go on only when it stopped at maxTrialCount; set experiment.name to start a new Experiment "
+        "(the models on the PVC stay)",
+    ),
+    (
+        "FromVolume",
+        "ExperimentMaxTrialsReached",
+        10,
+        "experiment.maxTrialCount: 10 is not above the 12 trials Experiment nas-katib-nas has already made, which "
+        "Katib refuses; set it above 12 to extend the search",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("policy", "reason", "raised", "refusal"), EXTENSIONS, ids=[f"{e[0]}-{e[2]}" for e in EXTENSIONS]
+)
+def test_install_extends_a_finished_search_where_katib_would(
+    control_plane: ControlPlane, tmp_path: Path, policy: str, reason: str, raised: int, refusal: str | None
+) -> None:
+    """`katib-nas install` reads the finished Experiment's status: it extends the search where Katib
+    restarts the Experiment, and refuses with one line where Katib's webhook would refuse the upgrade."""
+    ns = f"go-on-{policy.lower()}-{reason.lower().removeprefix('experiment')}-{raised}"
+    kube = ["--namespace", ns, "--kubeconfig", str(control_plane.kubeconfig)]
+    data = {**BASE, "experiment": {**BASE["experiment"], "maxTrialCount": 12}}
+    if policy != "FromVolume":  # FromVolume is the chart's default
+        data["experiment"]["resumePolicy"] = policy
+    first = tmp_path / "values.yaml"
+    first.write_text(yaml.safe_dump(data))
+    installed = katib_nas("install", str(first), *kube)
+    assert installed.returncode == 0, installed.stderr
+    assert experiment(control_plane, ns)["spec"]["resumePolicy"] == policy
+    finish(control_plane, ns, reason, trials=12)
+
+    data["experiment"]["maxTrialCount"] = raised
+    more = tmp_path / "more.yaml"
+    more.write_text(yaml.safe_dump(data))
+    upgraded = katib_nas("install", str(more), *kube)
+    if refusal is None:
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert f"finished after 12 trials; Katib restarts it for {raised - 12} more" in upgraded.stderr
+        assert experiment(control_plane, ns)["spec"]["maxTrialCount"] == raised
+        deadline = time.monotonic() + 30  # Katib's controller restarts the finished Experiment
+        while True:
+            types = {c["type"]: c["status"] for c in experiment(control_plane, ns)["status"]["conditions"]}
+            if types.get("Restarting") == "True" or types.get("Running") == "True":
+                break
+            assert time.monotonic() < deadline, (types, control_plane.log("katib-controller")[-3000:])
+            time.sleep(0.2)
+        assert "Succeeded" not in types
+        return
+    assert upgraded.returncode == 2
+    assert upgraded.stderr.splitlines()[1:] == [f"{more}: {refusal}"]
+    assert "REVISION: 1" in helm(control_plane, "status", "nas", "--namespace", ns).stdout
+    # ...where Katib's webhook refuses the same upgrade when helm runs on its own.
+    direct = helm(control_plane, "upgrade", "nas", str(ROOT / "charts" / "katib-nas"), "-f", str(more), "-n", ns)
+    assert direct.returncode != 0 and "validator.experiment.katib.kubeflow.org" in direct.stderr, direct.stderr
+    assert experiment(control_plane, ns)["spec"]["maxTrialCount"] == 12
+
+
 # --- Katib's webhook against the generator ---------------------------------------------------
 
 PARAMETERS = {  # trainer flags a search may tune, with the ranges the trainer takes
