@@ -175,8 +175,11 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_profile_detect(args: argparse.Namespace) -> int:
     from .detect import detect
+    from .prerequisites import check as check_prerequisites
 
     profile = detect(args.name, kubeconfig=args.kubeconfig, context=args.kube_context)
+    for line in check_prerequisites(kubeconfig=args.kubeconfig, context=args.kube_context):
+        print(f"warning: {line}", file=sys.stderr)
     _emit(dump_profile(profile), args.output, f"profile {profile.name}")
     return 0
 

@@ -1,9 +1,12 @@
-"""`katib-nas profile detect` turns the kubernetes client's Node and StorageClass objects into a profile."""
+"""`katib-nas profile detect` turns the kubernetes client's Node and StorageClass objects into a profile,
+and names each README prerequisite a live cluster lacks."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 from kubernetes import client
 
@@ -75,3 +78,97 @@ def test_a_detected_profile_checks_a_values_file(tmp_path: Path) -> None:
     report = validate_file(path)
     assert report.problems == []
     assert report.profile is not None and report.profile.name == "lab"
+
+
+# --- prerequisites, on the test control plane ----------------------------------------------------
+
+
+def _create(cp: Any, objects: list[Any]) -> None:
+    from kubernetes import utils
+
+    for obj in objects:
+        utils.create_from_dict(cp.api(), obj)  # type: ignore[no-untyped-call]
+
+
+def _node(name: str, labels: dict[str, str], gpus: int = 0, kubelet: str = "v1.31.4") -> dict[str, Any]:
+    capacity = {"cpu": "16", "memory": "32Gi", "pods": "110", **({"nvidia.com/gpu": str(gpus)} if gpus else {})}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/os": "linux", **labels}},
+        "status": {"capacity": capacity, "allocatable": capacity, "nodeInfo": _node_info(kubelet)},
+    }
+
+
+def _node_info(kubelet: str) -> dict[str, str]:
+    keys = ("machineID", "systemUUID", "bootID", "kernelVersion", "osImage", "containerRuntimeVersion")
+    return {**dict.fromkeys(keys, "x"), "kubeProxyVersion": kubelet, "kubeletVersion": kubelet,
+            "operatingSystem": "linux", "architecture": "amd64"}  # fmt: skip
+
+
+def _storage_class(name: str, provisioner: str, default: bool = False) -> dict[str, Any]:
+    annotations = {"storageclass.kubernetes.io/is-default-class": "true"} if default else {}
+    meta = {"name": name, "annotations": annotations}
+    return {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": meta, "provisioner": provisioner}
+
+
+def _workload(kind: str, name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+    pod = {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause"}]}}
+    spec: dict[str, Any] = {"selector": {"matchLabels": labels}, "template": pod}
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+def _detect(cp: Any) -> list[str]:
+    from .test_install import katib_nas
+
+    proc = katib_nas("profile", "detect", "--kubeconfig", str(cp.kubeconfig))
+    assert proc.returncode == 0, proc.stderr
+    return [line.split(":", 2)[1].strip() for line in proc.stderr.splitlines() if line.startswith("warning: ")]
+
+
+@pytest.fixture
+def bare_cluster(tmp_path: Path) -> Any:
+    from .controlplane import start_control_plane
+
+    cp = start_control_plane(tmp_path)  # Katib's CRDs installed, nothing else
+    try:
+        yield cp
+    finally:
+        cp.stop()
+
+
+DNS = _workload("Deployment", "coredns", "kube-system", {"k8s-app": "kube-dns"})
+
+
+def test_detect_names_each_missing_microk8s_addon(bare_cluster: Any) -> None:
+    cp = bare_cluster
+    _create(cp, [_node("laptop", {"microk8s.io/cluster": "true"}, kubelet="v1.31.4")])
+    assert _detect(cp) == ["dns", "hostpath-storage"]
+    _create(cp, [DNS, _storage_class("microk8s-hostpath", "microk8s.io/hostpath", default=True)])
+    assert _detect(cp) == []
+
+
+def test_detect_names_each_missing_piece_of_a_k3s_gpu_cluster(bare_cluster: Any) -> None:
+    cp = bare_cluster
+    k3s = "v1.31.4+k3s1"
+    nodes = [_node("server-1", {"node-role.kubernetes.io/control-plane": "true"}, kubelet=k3s)]
+    nodes += [_node(f"gpu-{i}", {}, gpus=1, kubelet=k3s) for i in (1, 2)]
+    local_path = _storage_class("local-path", "rancher.io/local-path", default=True)
+    _create(cp, [*nodes, DNS, local_path])
+    assert _detect(cp) == ["nvidia-device-plugin", "gpu-label", "gpu-label", "runtimeclass", "rwx-storage"]
+    plugin = _workload("DaemonSet", "nvidia-device-plugin-daemonset", "kube-system", {"name": "nvdp"})
+    runtime = {
+        "apiVersion": "node.k8s.io/v1",
+        "kind": "RuntimeClass",
+        "metadata": {"name": "nvidia"},
+        "handler": "nvidia",
+    }
+    nfs = _storage_class("nfs-client", "cluster.local/nfs-subdir-external-provisioner")
+    _create(cp, [plugin, runtime, nfs])
+    assert _detect(cp) == ["gpu-label", "gpu-label"]
+    from kubernetes import client
+
+    core = client.CoreV1Api(cp.api())
+    for name in ("gpu-1", "gpu-2"):
+        core.patch_node(name, {"metadata": {"labels": {"nvidia.com/gpu.present": "true"}}})
+    assert _detect(cp) == []
