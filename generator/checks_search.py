@@ -14,7 +14,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from katib_nas_contract.flags import Trainer, trainer_for_image
+from katib_nas_contract.args import option_names
+from katib_nas_contract.flags import Spec, Trainer, trainer_for_image
 
 from .models import ChartValues, Experiment, Parameter, Setting
 
@@ -65,7 +66,7 @@ def check_search(values: ChartValues, release: str) -> Iterator[Finding]:
     yield from _early_stopping(values)
     yield from _collector(values)
     yield from _trial_template(values)
-    trainer = trainer_for_image(values.trial.image.repository)
+    trainer = trainer_for_image(values.trial.image_repository())
     if trainer is not None:
         yield from _trainer_contract(values, trainer)
 
@@ -366,11 +367,11 @@ def _early_stopping(values: ChartValues) -> Iterator[Finding]:
         else:
             yield (f"{path}[{i}].name", f"{es.algorithmName} has no setting {s.name!r}; use {' or '.join(known)}")
     if es.algorithmName != "medianstop":
-        if trainer_for_image(values.trial.image.repository) is None:
+        if trainer_for_image(values.trial.image_repository()) is None:
             yield (
                 "experiment.earlyStopping.algorithmName",
                 f"{es.algorithmName} is applied by the katib-nas trainer (its --early-stopping flags), not by "
-                f"{values.trial.image.repository}; use algorithmName=medianstop with your own trainer",
+                f"{values.trial.image_repository()}; use algorithmName=medianstop with your own trainer",
             )
         return
     kind = values.experiment.metricsCollector.kind
@@ -496,6 +497,19 @@ def _trial_spec_texts(values: ChartValues) -> Iterator[tuple[str, str]]:
 def _trainer_contract(values: ChartValues, trainer: Trainer) -> Iterator[Finding]:
     e = values.experiment
     o = e.objective
+    t = values.trial
+    if trainer.framework != t.framework:
+        yield (
+            "trial.framework",
+            f"{t.image_repository()} is the katib-nas {trainer.framework} trainer, not {t.framework}; set "
+            f"trial.framework: {trainer.framework}, or leave trial.image.repository empty for the {t.framework} one",
+        )
+    elif t.command and t.command[-1:] != list(trainer.command[-1:]):
+        yield (
+            "trial.command",
+            f"the katib-nas {trainer.framework} trainer image runs `{' '.join(trainer.command)}`, not "
+            f"`{' '.join(t.command)}`; leave trial.command empty for the framework's command",
+        )
     for path, metric in [("experiment.objective.objectiveMetricName", o.objectiveMetricName)] + [
         (f"experiment.objective.additionalMetricNames[{i}]", m) for i, m in enumerate(o.additionalMetricNames)
     ]:
@@ -511,26 +525,56 @@ def _trainer_contract(values: ChartValues, trainer: Trainer) -> Iterator[Finding
             "the katib-nas trainer builds architectures from parameters, not enas/darts "
             "nasConfig; use your own trainer image (trial.image, command, args)",
         )
-    if values.trial.trialParameters:
+    if t.trialParameters:
+        yield from _trainer_args(values, trainer)
         return
     for i, p in enumerate(e.parameters):
         flag = trainer.flags.get(p.name)
-        where = f"experiment.parameters[{i}]"
         if flag is None:
             yield (
-                f"{where}.name",
+                f"experiment.parameters[{i}].name",
                 f"the katib-nas trainer has no flag --{p.name}; use one of {', '.join(sorted(trainer.flags))}",
             )
             continue
-        fs = p.feasibleSpace
-        candidates = list(fs.list or []) if p.parameterType in ("categorical", "discrete") else [fs.min, fs.max]
-        for value in candidates:
-            if value is None:
+        yield from _space_fits_flag(i, p, p.name, flag)
+
+
+def _trainer_args(values: ChartValues, trainer: Trainer) -> Iterator[Finding]:
+    """Verbatim args (imported Experiments): every flag must be one the trainer takes, and a search
+    parameter that reaches a flag through a trialParameter must fit the flag's range."""
+    t = values.trial
+    options = option_names()
+    references = {tp.name: tp.reference for tp in t.trialParameters}
+    parameters = {p.name: (i, p) for i, p in enumerate(values.experiment.parameters)}
+    for path, args in (("trial.args", t.args), ("trial.extraArgs", t.extraArgs)):
+        for j, arg in enumerate(args):
+            if not arg.startswith("--"):
                 continue
-            problem = _flag_problem(flag, value)
-            if problem:
-                yield (f"{where}.feasibleSpace", f"--{p.name}={value} {problem}")
-                break
+            name, _, value = arg[2:].partition("=")
+            if name not in options:
+                yield (
+                    f"{path}[{j}]",
+                    f"the katib-nas {trainer.framework} trainer has no flag --{name}; its flags are "
+                    f"{', '.join(sorted(options))}",
+                )
+                continue
+            use = TRIAL_PARAMETER_USE.fullmatch(value)
+            flag = trainer.flags.get(name)
+            if use and flag and references.get(use.group(1)) in parameters:
+                i, p = parameters[references[use.group(1)]]
+                yield from _space_fits_flag(i, p, name, flag)
+
+
+def _space_fits_flag(i: int, p: Parameter, flag_name: str, flag: Spec) -> Iterator[Finding]:
+    fs = p.feasibleSpace
+    candidates = list(fs.list or []) if p.parameterType in ("categorical", "discrete") else [fs.min, fs.max]
+    for value in candidates:
+        if value is None:
+            continue
+        problem = _flag_problem(flag, value)
+        if problem:
+            yield (f"experiment.parameters[{i}].feasibleSpace", f"--{flag_name}={value} {problem}")
+            break
 
 
 def _flag_problem(flag: Any, value: Any) -> str | None:

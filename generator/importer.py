@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from katib_nas_contract.flags import trainer_for_image
+
 from .errors import ImportExperimentError
 from .models import ChartValues
 from .validate import chart_defaults
@@ -183,6 +185,11 @@ def _trial(r: _Reader, spec: dict[str, Any], origin: dict[str, str]) -> tuple[di
             "trial.retain": f"{t_path}.retain",
         }
     )
+    # A katib-nas trainer image names its framework, so `validate` checks the values against its contract.
+    trainer = trainer_for_image(trial["image"]["repository"])
+    if trainer is not None:
+        trial["framework"] = trainer.framework
+        origin["trial.framework"] = f"{c_path}.image"
     for key in ("successCondition", "failureCondition"):
         if r.get(template, key, t_path, str):
             trial[key] = template[key]

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from katib_nas_contract.flags import TRAINERS
+
 AccessMode = Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod", "ReadOnlyMany"]
 # A search-space bound as a user writes it: Katib wants strings, YAML users write numbers.
 Scalar = str | int | float
@@ -214,14 +216,25 @@ class TrialParameter(StrictModel):
     description: str = Field("", description="Shown in the Katib UI.")
 
 
-class Trial(Scheduling):
-    image: Image = Field(
-        default_factory=lambda: Image(repository="ghcr.io/katib-nas/trainer"), description="Trainer image."
+class TrainerImage(Image):
+    repository: str = Field(
+        "",
+        description="Trainer image repository. @default -- the framework's katib-nas trainer: "
+        "`ghcr.io/katib-nas/trainer` (pytorch) or `ghcr.io/katib-nas/trainer-keras` (keras).",
     )
+
+
+class Trial(Scheduling):
+    framework: Literal["pytorch", "keras"] = Field(
+        "pytorch",
+        description="Which katib-nas trainer runs the trials: `pytorch` or `keras` (TensorFlow). Both take the "
+        "same flags and print the same metrics; this picks the default image and command.",
+    )
+    image: TrainerImage = Field(default_factory=TrainerImage, description="Trainer image.")
     command: list[str] = Field(
-        default_factory=lambda: ["python", "-m", "katib_nas_trainer"],
-        description="Trainer command. Must be explicit: Katib's StdOut collector replaces the entrypoint with `sh -c`.",
-        min_length=1,
+        default_factory=list,
+        description="Trainer command. Must be explicit: Katib's StdOut collector replaces the entrypoint with "
+        "`sh -c`. @default -- the framework's: `[python, -m, katib_nas_trainer]` or `[python, -m, katib_nas_keras]`.",
     )
     args: list[str] = Field(
         default_factory=list,
@@ -255,6 +268,14 @@ class Trial(Scheduling):
     failureCondition: str = Field(
         'status.conditions.#(type=="Failed")#|#(status=="True")#', description="When Katib marks a trial Job failed."
     )
+
+    def image_repository(self) -> str:
+        """The trial image repository the chart renders: the values' own, or the framework's trainer."""
+        return self.image.repository or TRAINERS[self.framework].repository
+
+    def trainer_command(self) -> list[str]:
+        """The trial command the chart renders: the values' own, or the framework's trainer's."""
+        return self.command or list(TRAINERS[self.framework].command)
 
 
 class Persistence(StrictModel):

@@ -16,7 +16,7 @@ from generator.validate import validate_file
 from .conftest import ROOT, by_kind, helm_template
 
 EXAMPLES = ROOT / "tests" / "data" / "katib"
-SHAPES = ["hpo-random", "medianstop-tpe", "enas", "darts", "file-collector-pvc"]
+SHAPES = ["hpo-random", "medianstop-tpe", "enas", "darts", "file-collector-pvc", "keras-continuous-nas"]
 # Katib's defaulting webhook (and the Job defaults it uses for batch/v1 trials).
 KATIB_SUCCESS = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
 KATIB_FAILURE = 'status.conditions.#(type=="Failed")#|#(status=="True")#'

@@ -98,7 +98,8 @@ def test_shipped_values_files_pass_the_schema(path: Path) -> None:
         ({"experimnt": {}}, "Additional properties are not allowed ('experimnt' was unexpected)"),
         ({"server": {"mode": "seldon"}}, "'seldon' is not one of ['fastapi', 'kserve']"),
         ({"experiment": {"maxTrialCount": 0}}, "0 is less than the minimum of 1"),
-        ({"trial": {"image": {"repository": ""}}}, "'' should be non-empty"),
+        ({"server": {"image": {"repository": ""}}}, "'' should be non-empty"),
+        ({"trial": {"framework": "tensorflow"}}, "'tensorflow' is not one of ['pytorch', 'keras']"),
     ],
 )
 def test_schema_rejects_what_plain_helm_install_must_reject(override: dict[str, Any], fragment: str) -> None:

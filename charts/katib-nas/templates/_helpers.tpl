@@ -70,6 +70,34 @@ app.kubernetes.io/part-of: katib-nas
 {{- end }}
 {{- end }}
 
+{{/*
+The katib-nas trainer of each trial.framework: the image repository and command the chart uses when
+trial.image.repository and trial.command are left empty (katib_nas_contract.flags.TRAINERS; the trainer
+tests render both frameworks and run the rendered command).
+*/}}
+{{- define "katib-nas.trainers" -}}
+pytorch:
+  repository: ghcr.io/katib-nas/trainer
+  command: [python, -m, katib_nas_trainer]
+keras:
+  repository: ghcr.io/katib-nas/trainer-keras
+  command: [python, -m, katib_nas_keras]
+{{- end }}
+
+{{/* trial.image with the framework's repository when none is set (YAML; read it with fromYaml). */}}
+{{- define "katib-nas.trainerImage" -}}
+{{- $trainer := get (include "katib-nas.trainers" . | fromYaml) .Values.trial.framework }}
+{{- $image := deepCopy .Values.trial.image }}
+{{- $_ := set $image "repository" (default $trainer.repository $image.repository) }}
+{{- toYaml $image }}
+{{- end }}
+
+{{/* trial.command, or the framework's when it is empty (YAML). */}}
+{{- define "katib-nas.trainerCommand" -}}
+{{- $trainer := get (include "katib-nas.trainers" . | fromYaml) .Values.trial.framework }}
+{{- toYaml (default $trainer.command .Values.trial.command) }}
+{{- end }}
+
 {{/* An image reference from an image block: digest wins over tag, tag defaults to appVersion. */}}
 {{- define "katib-nas.image" -}}
 {{- $tag := default .context.Chart.AppVersion .image.tag }}

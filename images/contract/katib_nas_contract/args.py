@@ -131,3 +131,9 @@ def cpu_quota() -> int:
     except (OSError, ValueError):
         pass
     return count
+
+
+def option_names() -> frozenset[str]:
+    """Every flag a katib-nas trainer takes, without the dashes (the generator checks imported args)."""
+    actions = build_parser("katib-nas-trainer")._actions  # argparse keeps its options only here
+    return frozenset(o[2:] for action in actions for o in action.option_strings if o.startswith("--"))
