@@ -149,7 +149,9 @@ def test_local_trials_get_the_flags_a_trial_pod_gets(tmp_path: Path) -> None:
         .replace("=/models", f"={tmp_path / 'models'}")
         for a in container["args"]
     ]
-    assert argv == [sys.executable, "-m", "katib_nas_trainer", *expected]
+    # Katib's StdOut collector runs the arguments through `sh -c`: the words that shell makes of them.
+    shell = subprocess.run(["sh", "-c", "printf '%s\\0' " + " ".join(expected)], capture_output=True, text=True)
+    assert argv == [sys.executable, "-m", "katib_nas_trainer", *shell.stdout.split("\0")[:-1]]
     assert "--early-stopping=median" in argv and "--es-start-step=2" in argv
 
 
