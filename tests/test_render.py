@@ -284,8 +284,10 @@ CONTEXT: dict[str, dict[str, Any]] = {
     "experiment.nasConfig": {"experiment": {"parameters": [], "nasConfig": {"graphConfig": {"numLayers": 1}}}},
     "trial.args": {"trial": {"trialParameters": [{"name": "a", "reference": "lr"}]}},
     "trial.trialParameters": {"trial": {"args": ["--x=${trialParameters.a}"]}},
+    "trial.retain": {"experiment": {"earlyStopping": {"enabled": False}}},  # early stopping always retains
     "server.kserve.minReplicas": {"server": {"mode": "kserve"}},
     "server.kserve.maxReplicas": {"server": {"mode": "kserve"}},
+    "server.kserve.progressDeadline": {"server": {"mode": "kserve"}},
     "server.serviceMonitor.interval": {"server": {"serviceMonitor": {"enabled": True}}},
 }
 
