@@ -17,6 +17,7 @@ from typing import Any
 from katib_nas_contract.args import option_names
 from katib_nas_contract.flags import Spec, Trainer, trainer_for_image
 
+from .checks_metrics import check_metrics_directory, check_metrics_formats
 from .models import ChartValues, Experiment, Parameter, Setting
 
 Finding = tuple[str, str]
@@ -395,13 +396,6 @@ def _collector(values: ChartValues) -> Iterator[Finding]:
             yield (f"{path}.source.fileSystemPath.format", "the File collector needs format TEXT or JSON")
         elif fsp.format == "JSON" and src is not None and src.filter is not None:
             yield (f"{path}.source.filter", "must be unset when the metrics file format is JSON")
-        else:
-            mount = values.persistence.mountPath.rstrip("/") + "/"
-            if not (fsp.path.startswith("/tmp/") or fsp.path.startswith(mount)):
-                yield (
-                    f"{path}.source.fileSystemPath.path",
-                    f"{fsp.path} is on the read-only root filesystem; put the metrics file under /tmp/",
-                )
     elif mc.kind == "TensorFlowEvent":
         if fsp is None or fsp.kind != "Directory" or not fsp.path.startswith("/"):
             yield (
@@ -420,15 +414,9 @@ def _collector(values: ChartValues) -> Iterator[Finding]:
     elif mc.kind == "Custom" and mc.customCollector is None:
         yield (f"{path}.customCollector", "the Custom collector needs a container spec")
     if src is not None and src.filter is not None:
-        formats = src.filter.model_dump().get("metricsFormat") or []
-        for i, regex in enumerate(formats):
-            try:
-                compiled = re.compile(str(regex))
-            except re.error as exc:
-                yield (f"{path}.source.filter.metricsFormat[{i}]", f"is not a valid regular expression: {exc}")
-                continue
-            if compiled.groups < 2:
-                yield (f"{path}.source.filter.metricsFormat[{i}]", "needs two groups: the metric name and the value")
+        formats = [str(f) for f in src.filter.model_dump().get("metricsFormat") or []]
+        yield from check_metrics_formats(formats, f"{path}.source.filter.metricsFormat")
+    yield from check_metrics_directory(values)
 
 
 def _trial_template(values: ChartValues) -> Iterator[Finding]:

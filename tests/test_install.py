@@ -410,7 +410,7 @@ FIRST_STOP = {
             "median-has-no-reduction-factor",
             "shared-rule-with-another-trainer",
             "objective-not-printed",
-            "file-collector-read-only-path",
+            "metrics-file-in-a-mounted-directory",
             "unknown-trainer-flag",
             "trainer-flag-out-of-range",
             "trainer-flag-bad-choice",

@@ -409,19 +409,20 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
         2,
     ),
     (
-        "file-collector-read-only-path",
+        "metrics-file-in-a-mounted-directory",
         "microk8s",
         {
             "experiment": {
                 "metricsCollector": {
                     "kind": "File",
-                    "source": {"fileSystemPath": {"path": "/var/log/m.log", "kind": "File", "format": "TEXT"}},
+                    "source": {"fileSystemPath": {"path": "/tmp/m.log", "kind": "File", "format": "TEXT"}},
                 }
             }
         },
         [
-            "{f}: experiment.metricsCollector.source.fileSystemPath.path: /var/log/m.log is on the read-only root "
-            "filesystem; put the metrics file under /tmp/"
+            "{f}: experiment.metricsCollector.source.fileSystemPath.path: Katib mounts its metrics emptyDir at /tmp, "
+            "where the chart's /tmp emptyDir is already mounted, so the API server refuses every trial pod (duplicate "
+            "mountPath); put the metrics file in a directory of its own, such as /var/log/katib/metrics.log"
         ],
         2,
     ),
