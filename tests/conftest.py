@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "katib-nas"
@@ -25,6 +26,26 @@ PROFILE_VALUES = sorted((ROOT / "values").glob("*.yaml"))
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 KATIB_API = "kubeflow.org/v1beta1/Experiment"
 KSERVE_API = "serving.kserve.io/v1beta1/InferenceService"
+
+
+# Property-based tests: CI (CI=true) replays the same cases on every run (derandomized: each test's
+# seed is a hash of the test, and no example database carries cases over), so a CI result reproduces;
+# local runs draw new cases each time and keep failures in .hypothesis/ to replay them first.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+HYPOTHESIS_PROFILE = "ci" if os.environ.get("CI", "").lower() == "true" else "dev"
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = config.getoption("hypothesis_seed", None)
+    if HYPOTHESIS_PROFILE == "ci":
+        how = "derandomized, every run draws the same cases"
+    elif seed is not None:
+        how = f"seed {seed}"
+    else:
+        how = "random seed per test (a failure prints its seed and how to reproduce it)"
+    return f"katib-nas hypothesis: profile {HYPOTHESIS_PROFILE} ({how})"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
