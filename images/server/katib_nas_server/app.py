@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from importlib import resources
 from typing import Annotated, Any
 
@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .holder import ModelHolder
 from .images import image_to_sample
@@ -95,13 +96,11 @@ def create_app(settings: Settings) -> FastAPI:
         metrics.ready.set(1)
 
     holder = ModelHolder(settings.model_dir, settings.intra_op_threads, on_swap)
-    watchers: list[asyncio.Task[None]] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(holder.refresh)  # ready at once when a best model already exists
-        watcher = asyncio.create_task(holder.watch(settings.reload_interval))
-        watchers.append(watcher)
+        watcher = app.state.watcher = asyncio.create_task(holder.watch(settings.reload_interval))
         try:
             yield
         finally:
@@ -110,7 +109,8 @@ def create_app(settings: Settings) -> FastAPI:
                 await watcher
 
     def watcher_stopped() -> str | None:
-        if watchers and watchers[-1].done():
+        watcher: asyncio.Task[None] | None = app.state.watcher
+        if watcher is not None and watcher.done():
             return "the model watcher has stopped (see the server log); restart the server"
         return None
 
@@ -128,10 +128,18 @@ def create_app(settings: Settings) -> FastAPI:
         _, definitions = models_json_schema(
             [(model, "validation") for model in REQUEST_MODELS], ref_template="#/components/schemas/{model}"
         )
-        schema.setdefault("components", {}).setdefault("schemas", {}).update(definitions["$defs"])
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(definitions["$defs"])
+        # FastAPI documents 422 for any parameter; this server answers validation errors with 400/415.
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.state.watcher = None  # the lifespan's task that follows best.json
     app.add_middleware(
         AdmissionMiddleware,
         max_body_bytes=settings.max_body_bytes,
@@ -323,12 +331,16 @@ def create_app(settings: Settings) -> FastAPI:
 def install_error_handlers(app: FastAPI) -> None:
     """Every error is {"error": "..."}; a mistake in the request is a 4xx, never a 500."""
 
-    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
         return JSONResponse(error_body(message), status_code=status, headers=headers)
 
     @app.exception_handler(BadInput)
     async def bad_input(_: Request, exc: BadInput) -> JSONResponse:
         return error(400, str(exc))
+
+    @app.exception_handler(ClientDisconnect)  # gone mid-body: nobody reads the answer, nothing to log
+    async def gone(_: Request, exc: ClientDisconnect) -> JSONResponse:
+        return error(400, "the client disconnected before sending the whole body")
 
     @app.exception_handler(TooLarge)
     async def too_large(_: Request, exc: TooLarge) -> JSONResponse:

@@ -1,0 +1,424 @@
+"""The server against a hostile client inside the cluster: a real uvicorn process on loopback, real
+sockets. Each test is one defect the abuse probe found (issue 17) and the limit that now holds it.
+
+Load tests here are bounded (a few seconds, a few hundred connections) and assert what a kubelet or
+a user sees: liveness answered within the probe's 1 s timeout, connections closed, memory within
+the chart's 512 Mi limit. Property tests use a fixed seed (`SEED`) and derandomized examples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from hypothesis import given, seed, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from katib_nas_contract.best import Best, publish
+from katib_nas_contract.record import COMPLETE, METRICS, MODEL
+
+from .conftest import Server, copy_records, serving
+
+NAME = "katib-nas"
+INFER = f"/v2/models/{NAME}/infer"
+SEED = 17
+ROW = [0.5] * 64
+
+
+@pytest.fixture(scope="module")
+def server(digits_records: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("abuse")
+    with serving(copy_records(digits_records, tmp / "exp", "mlp-wide"), tmp / "server.log") as running:
+        yield running
+
+
+def tensor(rows: list[list[float]]) -> dict[str, Any]:
+    return {"name": "input", "shape": [len(rows), 64], "datatype": "FP32", "data": rows}
+
+
+def rss_peak_mib(pid: int) -> float:
+    """Peak resident memory of a process (VmHWM), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+# --- memory amplification: outputs ------------------------------------------------------------
+
+
+def test_an_output_can_be_asked_for_once_so_a_response_cannot_outgrow_its_request(server: Server) -> None:
+    """Repeating `outputs` made the response (and the process) grow about 250x the request."""
+    repeated = {"inputs": [tensor([ROW] * 64)], "outputs": [{"name": "probabilities"}] * 2000}
+    with server.client() as client:
+        answer = client.post(INFER, json=repeated)
+        assert answer.status_code == 400, answer.text[:200]
+        assert "outputs" in answer.json()["error"]
+        twice = client.post(INFER, json={"inputs": [tensor([ROW])], "outputs": [{"name": "label"}] * 2})
+        assert twice.status_code == 400 and "at most once" in twice.json()["error"]
+        every = [{"name": n} for n in ("logits", "probabilities", "label")]
+        assert client.post(INFER, json={"inputs": [tensor([ROW])], "outputs": every}).status_code == 200
+
+
+# --- non-finite numbers -----------------------------------------------------------------------
+
+
+@seed(SEED)
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    st.lists(
+        st.floats(allow_nan=False, allow_infinity=False, min_value=-1e300, max_value=1e300)
+        | st.sampled_from([3.5e38, -3.5e38, 1e38, 3.4028235e38]),
+        min_size=64,
+        max_size=64,
+    )
+)
+def test_finite_json_numbers_get_finite_answers_or_a_400(server: Server, row: list[float]) -> None:
+    """Numbers beyond float32's range became `null` logits with 200, which breaks the response schema."""
+    body = {"inputs": [tensor([row])], "outputs": [{"name": "logits"}, {"name": "probabilities"}]}
+    with server.client() as client:
+        answer = client.post(INFER, json=body)
+    assert answer.status_code in (200, 400), answer.text
+    if answer.status_code == 400:
+        assert "float32" in answer.json()["error"]
+        return
+    for output in answer.json()["outputs"]:
+        assert all(isinstance(v, float) and np.isfinite(v) for v in output["data"]), output
+
+
+# --- CPU work off the event loop --------------------------------------------------------------
+
+
+def big_png(side: int = 2500) -> bytes:
+    """A large-but-allowed picture: noise compresses badly, so it costs real decoding time."""
+    pixels = np.random.default_rng(SEED).integers(0, 256, (side, side), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "L").save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def many_items(count: int = 1_000_000) -> bytes:
+    """A body of a million tiny JSON values (under MAX_BODY_BYTES and MAX_JSON_ITEMS)."""
+    return b'{"instances": [[' + b"0," * (count - 1) + b"0]]}"
+
+
+def abuse(url: str, stop: threading.Event, work: Callable[[httpx.Client], object]) -> threading.Thread:
+    def loop() -> None:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            while not stop.is_set():
+                with contextlib.suppress(httpx.TransportError):
+                    work(client)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread
+
+
+def liveness_under(server: Server, workers: list[Callable[[httpx.Client], object]], seconds: float) -> list[float]:
+    stop = threading.Event()
+    threads = [abuse(server.url, stop, work) for work in workers]
+    latencies = []
+    try:
+        time.sleep(0.5)  # let the abusers get going
+        deadline = time.monotonic() + seconds
+        with httpx.Client(base_url=server.url, timeout=5) as probe:
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                assert probe.get("/v2/health/live").status_code == 200
+                latencies.append(time.monotonic() - started)
+                time.sleep(0.1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    return latencies
+
+
+def test_liveness_answers_within_the_probe_timeout_while_four_clients_send_heavy_bodies(
+    digits_records: Path, tmp_path: Path
+) -> None:
+    """Decoding pictures and parsing millions of JSON values ran on the event loop: four such clients
+    made the liveness probe (1 s timeout) fail, so the kubelet would restart a healthy pod."""
+    png, items = big_png(), many_items()
+
+    def upload(client: httpx.Client) -> object:
+        return client.post("/predict/image", files={"file": ("big.png", png, "image/png")})
+
+    def flood(client: httpx.Client) -> object:
+        return client.post("/predict", content=items, headers={"content-type": "application/json"})
+
+    experiment = copy_records(digits_records, tmp_path / "exp", "mlp-wide")
+    with serving(experiment, tmp_path / "server.log") as server:
+        latencies = liveness_under(server, [upload, upload, flood, flood], seconds=6)
+        peak = rss_peak_mib(server.proc.pid)
+        with server.client() as client:
+            answer = client.post("/predict", content=items, headers={"content-type": "application/json"})
+    print(
+        f"liveness under abuse: max {max(latencies) * 1e3:.0f} ms over {len(latencies)} probes; RSS peak {peak:.0f} MiB"
+    )
+    assert max(latencies) < 1.0, latencies
+    assert peak < 512, peak  # the microk8s profile's limit for the server container
+    assert answer.status_code == 400 and "this model takes" in answer.json()["error"]  # parsed, then refused
+
+
+def test_a_body_with_more_json_values_than_the_limit_gets_413(server: Server) -> None:
+    with server.client() as client:
+        answer = client.post("/predict", content=many_items(1_100_000), headers={"content-type": "application/json"})
+    assert answer.status_code == 413 and "MAX_JSON_ITEMS" in answer.json()["error"]
+
+
+# --- request heads and slow clients -----------------------------------------------------------
+
+
+def raw(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_huge_request_head_gets_431_at_once_and_the_server_keeps_serving(server: Server) -> None:
+    """A huge header was concatenated chunk by chunk for tens of seconds, blocking everything."""
+    started = time.monotonic()
+    with raw(server.url) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            for _ in range(64):  # 4 MiB of one header value, in 64 KiB writes
+                sock.sendall(b"a" * 65536)
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:100]
+    assert b"MAX_HEADER_BYTES" in answer
+    assert time.monotonic() - started < 5
+    with server.client() as client:
+        assert client.get("/v2/health/live").status_code == 200
+
+
+def test_half_sent_requests_are_closed_after_the_read_timeout(digits_records: Path, tmp_path: Path) -> None:
+    """A thousand connections that sent half a request stayed open forever (file descriptors grew)."""
+    experiment = copy_records(digits_records, tmp_path / "exp", "mlp-wide")
+    with serving(experiment, tmp_path / "server.log", READ_TIMEOUT="1") as server:
+        before = open_fds(server.proc.pid)
+        socks = [raw(server.url) for _ in range(200)]
+        try:
+            for sock in socks:
+                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: appl")
+            head = raw(server.url)
+            socks.append(head)
+            head.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+            body = raw(server.url)  # a whole head, then a body that never finishes
+            socks.append(body)
+            body.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+            body.sendall(b"Content-Length: 100\r\n\r\n{")
+            time.sleep(0.3)
+            held = open_fds(server.proc.pid)
+            time.sleep(2.0)
+            after = open_fds(server.proc.pid)
+            assert read_all(head).startswith(b"HTTP/1.1 408")
+            answer = read_all(body)
+            assert answer.startswith(b"HTTP/1.1 408") and b"READ_TIMEOUT" in answer, answer
+            for sock in socks[:200]:
+                sock.settimeout(2)
+                assert read_all(sock).startswith(b"HTTP/1.1 408")
+        finally:
+            for sock in socks:
+                sock.close()
+    print(f"server fds: {before} idle, {held} with 202 half-sent requests, {after} one read timeout later")
+    assert held >= before + 200 and after <= before + 2
+
+
+def test_a_flood_of_idle_connections_cannot_lock_out_the_probe(digits_records: Path, tmp_path: Path) -> None:
+    """Over MAX_CONNECTIONS the longest-idle connection closes, so a new client (the kubelet) gets in."""
+    experiment = copy_records(digits_records, tmp_path / "exp", "mlp-wide")
+    with serving(experiment, tmp_path / "server.log", MAX_CONNECTIONS="50") as server:
+        socks = [raw(server.url) for _ in range(120)]
+        try:
+            for sock in socks:
+                sock.sendall(b"GET /v2/health/live HTTP/1.1\r\n")
+            time.sleep(0.3)
+            assert open_fds(server.proc.pid) < 50 + 20
+            with server.client() as client:
+                assert client.get("/v2/health/live").status_code == 200
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+def test_large_requests_wait_their_turn_in_a_bounded_line(digits_records: Path, tmp_path: Path) -> None:
+    """Past MAX_CONCURRENT_REQUESTS large requests at work and MAX_QUEUED_REQUESTS waiting, 503."""
+    experiment = copy_records(digits_records, tmp_path / "exp", "mlp-wide")
+    env = {"MAX_CONCURRENT_REQUESTS": "1", "MAX_QUEUED_REQUESTS": "0", "READ_TIMEOUT": "3"}
+    with serving(experiment, tmp_path / "server.log", **env) as server:
+        with raw(server.url) as slow:
+            slow.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+            slow.sendall(b"Content-Length: 1000000\r\n\r\n{")  # holds the only turn
+            time.sleep(0.3)
+            with server.client() as client:
+                busy = client.post(
+                    "/predict", content=many_items(100_000), headers={"content-type": "application/json"}
+                )
+                small = client.post("/predict", json={"instances": [ROW]})
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1", busy.text
+        assert "MAX_QUEUED_REQUESTS" in busy.json()["error"]
+        assert small.status_code == 200  # small bodies do not wait for a turn
+
+
+# --- hot swap -----------------------------------------------------------------------------------
+
+
+def wait_until(condition: Callable[[], bool], server: Server, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, server.logs()
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    "pointer",
+    [
+        b"[1, 2]",
+        b'"mlp-small"',
+        b'{"trial": "mlp-small", "published_at": "yesterday"}',
+        b'{"trial": ["mlp-small"]}',
+        b'{"trial": "../../etc", "published_at": 1}',
+    ],
+    ids=["list", "string", "bad timestamp", "trial not a string", "trial outside"],
+)
+def test_a_malformed_pointer_does_not_stop_the_watcher(digits_records: Path, tmp_path: Path, pointer: bytes) -> None:
+    """A best.json of the wrong JSON type or with a bad timestamp ended the refresh task: readiness
+    stayed green and no later model was ever loaded."""
+    experiment = copy_records(digits_records, tmp_path / "exp", "mlp-small")
+    with serving(experiment, tmp_path / "server.log") as server, server.client() as client:
+        (experiment / "best.json").write_bytes(pointer)
+        time.sleep(1.0)  # five checks of the pointer (RELOAD_INTERVAL=0.2)
+        assert client.get("/v2/health/ready").status_code == 200  # still serving mlp-small
+        assert server.logs().count("the promote step rewrites it") == 1  # logged once, not every check
+        (experiment / "best.json").unlink()  # as the promote step replaces it
+        publish(experiment, Best("mlp-wide", "accuracy", 0.99, "records"))
+        wait_until(lambda: client.get(f"/v2/models/{NAME}").json()["trial"] == "mlp-wide", server)
+
+
+def test_a_pointer_published_before_its_record_is_retried(digits_records: Path, tmp_path: Path) -> None:
+    experiment = copy_records(digits_records, tmp_path / "exp", best=None)
+    (experiment / "mlp-wide" / COMPLETE).rename(experiment / "COMPLETE.later")
+    (experiment / "best.json").write_text(json.dumps({"trial": "mlp-wide", "published_at": 1.0}))
+    with serving(experiment, tmp_path / "server.log") as server, server.client() as client:
+        wait_until(lambda: "no complete record yet" in server.logs(), server)
+        ready = client.get("/v2/health/ready")
+        assert ready.status_code == 503 and str(tmp_path) not in ready.text, ready.text
+        (experiment / "COMPLETE.later").rename(experiment / "mlp-wide" / COMPLETE)
+        wait_until(lambda: client.get("/v2/health/ready").status_code == 200, server)
+
+
+def test_readiness_and_liveness_report_a_stopped_watcher(digits_records: Path, tmp_path: Path) -> None:
+    """If the watcher ever ends, the pod must not stay Ready on a model that will never change."""
+    import uvicorn
+
+    from katib_nas_server.app import create_app
+    from katib_nas_server.settings import Settings
+
+    experiment = copy_records(digits_records, tmp_path / "exp", "mlp-small")
+    app = create_app(Settings(model_dir=experiment, model_name=NAME, reload_interval=0.2))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for = time.monotonic() + 30
+        while not (server.started and app.state.watcher is not None):
+            assert time.monotonic() < wait_for
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            assert client.get("/v2/health/ready").status_code == 200
+            watcher: asyncio.Task[None] = app.state.watcher
+            watcher.get_loop().call_soon_threadsafe(watcher.cancel)
+            time.sleep(0.3)
+            ready, live = client.get("/v2/health/ready"), client.get("/v2/health/live")
+        assert ready.status_code == 503 and "watcher has stopped" in ready.json()["error"]
+        assert live.status_code == 503
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+# --- the documented contract ------------------------------------------------------------------
+
+
+def test_openapi_lists_the_error_answers_the_routes_give(server: Server) -> None:
+    with server.client() as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    infer = paths["/v2/models/{name}/infer"]["post"]
+    assert {"200", "400", "404", "413", "415", "503"} <= set(infer["responses"])
+    assert all("422" not in op["responses"] for ops in paths.values() for op in ops.values())
+    assert infer["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/InferenceRequest"
+    }
+    assert {"400", "413", "415"} <= set(paths["/predict"]["post"]["responses"])
+    assert {"400", "413", "415"} <= set(paths["/predict/image"]["post"]["responses"])
+
+
+def test_a_wrong_method_keeps_its_allow_header(server: Server) -> None:
+    with server.client() as client:
+        answer = client.delete("/predict")
+    assert answer.status_code == 405 and answer.headers["allow"] == "POST"
+
+
+def test_swagger_ui_loads_from_the_server_itself(server: Server) -> None:
+    """An air-gapped cluster showed a blank /docs: Swagger UI came from a public CDN."""
+    with server.client() as client:
+        page = client.get("/docs").text
+        assets = [part.split('"')[0] for part in page.split('src="')[1:] + page.split('href="')[1:]]
+        assert assets and all(asset.startswith("/") for asset in assets), assets
+        for asset in assets:
+            assert client.get(asset).status_code == 200, asset
+
+
+def test_only_png_and_jpeg_uploads_are_decoded(server: Server) -> None:
+    sample = np.zeros((32, 32), dtype=np.uint8)
+    with server.client() as client:
+        for fmt, accepted in (("PNG", True), ("JPEG", True), ("GIF", False), ("BMP", False), ("TIFF", False)):
+            buffer = io.BytesIO()
+            Image.fromarray(sample, "L").save(buffer, fmt)
+            answer = client.post("/predict/image", files={"file": ("digit", buffer.getvalue(), "image/png")})
+            assert (answer.status_code == 200) == accepted, (fmt, answer.text)
+            if not accepted:
+                assert "not a PNG or JPEG" in answer.json()["error"]
+
+
+def test_not_ready_messages_do_not_reveal_paths(digits_records: Path, tmp_path: Path) -> None:
+    experiment = copy_records(digits_records, tmp_path / "exp", best=None)
+    broken = experiment / "mlp-broken"
+    broken.mkdir()
+    (broken / COMPLETE).write_text("{}")
+    (broken / METRICS).write_text('{"accuracy": 0.99}')
+    (broken / MODEL).write_bytes(b"not an onnx file")
+    with serving(experiment, tmp_path / "server.log") as server, server.client() as client:
+        first = client.get("/v2/health/ready").json()["error"]
+        publish(experiment, Best("mlp-broken", "accuracy", 0.99, "records"))
+        wait_until(lambda: "cannot load" in client.get("/v2/health/ready").text, server)
+        answer = client.post("/predict", json={"instances": [ROW]}).json()["error"]
+    for message in (first, answer):
+        assert "/" not in message.replace("/v2", ""), message
+    assert "mlp-broken" in answer
