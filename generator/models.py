@@ -454,3 +454,8 @@ class ClusterProfile(StrictModel):
     )
     storage: StorageProfile = Field(description="Storage the model PVC can use.")
     kserve: KServeSupport = Field(description="Whether server.mode=kserve can work here.")
+    suggestionServices: dict[str, str] | None = Field(
+        None,
+        description="The cluster's katib-config: algorithm -> Katib suggestion service that serves it (hyperopt, "
+        "optuna, goptuna, skopt, hyperband, pbt, enas, darts). Unset: Katib v0.19 standalone's mapping.",
+    )

@@ -14,6 +14,7 @@ from .checks_search import check_search
 from .errors import Problem, ProfileError
 from .models import ChartValues, ClusterProfile
 from .profiles import load_profile
+from .suggestion_services import check_algorithm_settings
 from .yamlio import coalesce, dropped_defaults, load_values_file, validation_problems
 
 DEFAULT_RELEASE = "nas"
@@ -103,6 +104,8 @@ def validate_data(
             report.problems.append(Problem(source, "profile", exc.message))
             return report
     report.profile = profile
+    settings = check_algorithm_settings(values.experiment, profile.suggestionServices)
+    report.problems += [Problem(source, path, msg, warning) for path, msg, warning in settings]
     findings, report.trials_at_once = check_resources(values, profile)
     report.problems += [Problem(source, path, msg, warning) for path, msg, warning in findings]
     return report

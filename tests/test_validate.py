@@ -216,7 +216,10 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
         "cmaes-one-dimension",
         "microk8s",
         {"experiment": {"algorithm": {"algorithmName": "cmaes"}, "parameters": [LR, OPT]}},
-        ["{f}: experiment.parameters: cmaes needs at least two int or double parameters; add one or use tpe"],
+        [
+            "{f}: experiment.parameters: Katib's goptuna service runs cmaes only on two or more int or double "
+            "parameters; add one or use tpe"
+        ],
         2,
     ),
     (
@@ -224,12 +227,15 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
         "microk8s",
         {
             "experiment": {
-                "algorithm": {"algorithmName": "tpe", "algorithmSettings": [{"name": "gamma", "value": "0.1"}]}
+                "algorithm": {
+                    "algorithmName": "tpe",
+                    "algorithmSettings": [{"name": "n_startup_trials", "value": "6"}],
+                }
             }
         },
         [
-            "{f}: experiment.algorithm.algorithmSettings[0].name: tpe has no setting 'gamma'; Katib's suggestion service "
-            "fails on it, use one of n_startup_trials, n_ei_candidates, random_state"
+            "{f}: experiment.algorithm.algorithmSettings[0].name: Katib's hyperopt service (which serves tpe) has no "
+            "setting 'n_startup_trials' and fails the Experiment; use gamma, prior_weight, n_EI_candidates, random_state"
         ],
         2,
     ),
