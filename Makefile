@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export HELM_PLUGINS := $(CURDIR)/.tools/helm-plugins
 
-.PHONY: setup venv tools browser lint mypy pytest test run serve schema docs check ct-lint bench all clean
+.PHONY: setup venv tools browser lint mypy pytest test run serve schema docs check ct-lint node test-node bench all clean
 
 setup: venv tools browser
 
@@ -50,6 +50,17 @@ schema: venv
 docs: tools
 	helm-docs --chart-search-root charts --template-files README.md.gotmpl
 	$(PY) ci/readme_values.py
+
+# The real-node tier (root; not in `make test` yet): a one-node cluster with a real kubelet and
+# containerd, Katib v0.19.0's standalone install and the project's images, built once and cached
+# under ~/.cache/katib-nas (ci/install-node.sh, ci/images/build.sh), then `katib-nas install` of
+# ci/realnode-values.yaml end to end (tests/test_realnode.py).
+node: tools
+	bash ci/install-node.sh
+	bash ci/images/build.sh
+
+test-node: setup node
+	$(PY) -m pytest tests/test_realnode.py -m realnode
 
 # chart-testing on its own (it also runs inside `make pytest`, with helm-unittest).
 ct-lint: setup
