@@ -115,7 +115,8 @@ def _storage_class(name: str, provisioner: str, default: bool = False) -> dict[s
 def _workload(kind: str, name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
     pod = {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause"}]}}
     spec: dict[str, Any] = {"selector": {"matchLabels": labels}, "template": pod}
-    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    meta = {"name": name, "namespace": namespace, "labels": labels}
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": meta, "spec": spec}
 
 
 def _detect(cp: Any) -> list[str]:
