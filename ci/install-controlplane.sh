@@ -102,6 +102,9 @@ if [[ ! -x "$BIN/katibcheck" || "$(cat "$BIN/katibcheck.source" 2>/dev/null)" !=
   echo "$kc_stamp" >"$BIN/katibcheck.source"
 fi
 
+# Katib's Python suggestion services, each in a venv of its own requirements (the settings tests).
+bash "$ROOT/ci/install-suggestion-services.sh"
+
 # Katib's CRDs, webhook configurations and katib-config come from the same module version.
 katib_dir="$(GONOSUMDB=github.com/kubeflow/katib GOFLAGS=-mod=mod go mod download -json "github.com/kubeflow/katib@$KATIB_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
 ln -sfn "$katib_dir/manifests/v1beta1" "$CACHE/katib-manifests"

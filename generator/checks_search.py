@@ -19,6 +19,7 @@ from katib_nas_contract.flags import Spec, Trainer, trainer_for_image
 
 from .checks_metrics import check_metrics_directory, check_metrics_formats
 from .models import ChartValues, Experiment, Parameter, Setting
+from .suggestion_services import grid_points
 
 Finding = tuple[str, str]
 
@@ -192,44 +193,18 @@ def _parameter(path: str, p: Parameter) -> Iterator[Finding]:
                 yield (f"{space}.list", f"discrete values must be numbers, not {bad}; use parameterType categorical")
 
 
-def grid_size(parameters: list[Parameter]) -> int | None:
-    """Number of grid points, or None when a parameter has no finite grid."""
-    total = 1
-    for p in parameters:
-        fs = p.feasibleSpace
-        if p.parameterType in ("categorical", "discrete"):
-            total *= len(fs.list or [])
-            continue
-        lo, hi = number(fs.min), number(fs.max)
-        step = number(fs.step) if fs.step is not None else (1.0 if p.parameterType == "int" else None)
-        if lo is None or hi is None or step is None or step <= 0 or lo > hi:
-            return None
-        total *= int(math.floor((hi - lo) / step + 1e-9)) + 1
-    return total
-
-
 _INT_SETTING = re.compile(r"^-?\d+$")
 
 
-def _nonneg_int(value: str) -> bool:
-    return bool(_INT_SETTING.match(value)) and int(value) >= 0
+def grid_size(parameters: list[Parameter]) -> int | None:
+    """Number of grid points as Katib's grid service counts them, or None when it has no finite grid."""
+    return grid_points(parameters)
 
 
 def _algorithm(e: Experiment) -> Iterator[Finding]:
+    """What holds for an algorithm whichever service serves it; the settings are checked against the
+    cluster's service in suggestion_services.check_algorithm_settings."""
     name = e.algorithm.algorithmName
-    settings = settings_dict(e.algorithm.algorithmSettings)
-    path = "experiment.algorithm.algorithmSettings"
-    params = e.parameters
-
-    def unknown(allowed: tuple[str, ...]) -> Iterator[Finding]:
-        for i, s in enumerate(e.algorithm.algorithmSettings):
-            if s.name not in allowed:
-                yield (
-                    f"{path}[{i}].name",
-                    f"{name} has no setting {s.name!r}; Katib's suggestion service fails on "
-                    f"it, use one of {', '.join(allowed) or '(none)'}",
-                )
-
     if name in ("enas", "darts"):
         if e.nasConfig is None:
             yield (
@@ -240,27 +215,8 @@ def _algorithm(e: Experiment) -> Iterator[Finding]:
         return
     if e.nasConfig is not None:
         yield ("experiment.algorithm.algorithmName", f"{name} cannot use experiment.nasConfig; use enas or darts")
-    if name in ("random", "grid"):
-        yield from unknown(("random_state",))
-    elif name in ("tpe", "multivariate-tpe"):
-        yield from unknown(("n_startup_trials", "n_ei_candidates", "random_state"))
-    elif name == "cmaes":
-        yield from unknown(("restart_strategy", "sigma", "random_state"))
-        if settings.get("restart_strategy", "none") not in ("ipop", "None", "none"):
-            yield (path, "cmaes restart_strategy must be ipop or none")
-        if sum(p.parameterType in ("int", "double") for p in params) < 2:
-            yield ("experiment.parameters", "cmaes needs at least two int or double parameters; add one or use tpe")
-    elif name == "bayesianoptimization":
-        yield from unknown(("base_estimator", "n_initial_points", "acq_func", "acq_optimizer", "random_state"))
-        choices = {
-            "base_estimator": ("GP", "RF", "ET", "GBRT"),
-            "acq_func": ("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps"),
-            "acq_optimizer": ("auto", "sampling", "lbfgs"),
-        }
-        for key, allowed in choices.items():
-            if key in settings and settings[key] not in allowed:
-                yield (path, f"bayesianoptimization {key} {settings[key]!r} must be one of {', '.join(allowed)}")
-        for i, p in enumerate(params):
+    if name == "bayesianoptimization":
+        for i, p in enumerate(e.parameters):
             if p.parameterType != "double":
                 continue
             lo = number(p.feasibleSpace.min)
@@ -275,75 +231,6 @@ def _algorithm(e: Experiment) -> Iterator[Finding]:
                     f"experiment.parameters[{i}].feasibleSpace.distribution",
                     "bayesianoptimization supports only uniform and logUniform",
                 )
-    elif name == "hyperband":
-        yield from _hyperband(e, settings, path)
-    elif name == "pbt":
-        yield from _pbt(settings, path)
-    for key in ("random_state", "n_startup_trials", "n_ei_candidates", "n_initial_points"):
-        if key in settings and not _nonneg_int(settings[key]):
-            yield (path, f"{name} setting {key} must be an integer >= 0, not {settings[key]!r}")
-    if "sigma" in settings and (number(settings["sigma"]) is None or float(settings["sigma"]) < 0):
-        yield (path, f"cmaes setting sigma must be a number >= 0, not {settings['sigma']!r}")
-    if name == "grid":
-        for i, p in enumerate(params):
-            if p.parameterType == "double" and p.feasibleSpace.step is None:
-                yield (
-                    f"experiment.parameters[{i}].feasibleSpace.step",
-                    "grid needs a step for double parameters; add feasibleSpace.step",
-                )
-        size = grid_size(params)
-        if size is not None and e.maxTrialCount > size:
-            yield (
-                "experiment.maxTrialCount",
-                f"{e.maxTrialCount} is more than the {size} points of the grid; Katib's "
-                f"grid service fails, set maxTrialCount to {size} or less",
-            )
-
-
-def _hyperband(e: Experiment, settings: dict[str, str], path: str) -> Iterator[Finding]:
-    if "r_l" not in settings or "resource_name" not in settings:
-        yield (
-            path,
-            "hyperband needs settings r_l and resource_name (the parameter that carries the budget, such as epochs)",
-        )
-        return
-    r_l = number(settings["r_l"])
-    if r_l is None or r_l <= 0:
-        yield (path, f"hyperband r_l must be a positive number, not {settings['r_l']!r}")
-        return
-    eta = int(number(settings.get("eta", "3")) or 3)
-    eta = eta if eta > 0 else 3
-    s_max = int(math.log(r_l) / math.log(eta)) if r_l >= 1 and eta > 1 else 0
-    needed = int(math.ceil(eta**s_max))
-    if e.parallelTrialCount < needed:
-        yield (
-            "experiment.parallelTrialCount",
-            f"hyperband with r_l={settings['r_l']} and eta={eta} needs "
-            f"parallelTrialCount >= {needed}; raise it or lower r_l",
-        )
-    if settings["resource_name"] not in {p.name for p in e.parameters}:
-        yield (
-            path,
-            f"hyperband resource_name {settings['resource_name']!r} is not a parameter; add it to "
-            "experiment.parameters",
-        )
-
-
-def _pbt(settings: dict[str, str], path: str) -> Iterator[Finding]:
-    missing = [k for k in ("suggestion_trial_dir", "n_population", "truncation_threshold") if k not in settings]
-    if missing:
-        yield (path, f"pbt needs settings {', '.join(missing)}")
-        return
-    population = number(settings["n_population"])
-    if population is None or population < 5:
-        yield (path, f"pbt n_population must be >= 5, not {settings['n_population']!r}")
-    threshold = number(settings["truncation_threshold"])
-    if threshold is None or not 0 <= threshold <= 1:
-        yield (path, f"pbt truncation_threshold must be between 0 and 1, not {settings['truncation_threshold']!r}")
-    if "resample_probability" in settings:
-        prob = number(settings["resample_probability"])
-        if prob is None or not 0 <= prob <= 1:
-            yield (path, "pbt resample_probability must be between 0 and 1")
 
 
 def _early_stopping(values: ChartValues) -> Iterator[Finding]:

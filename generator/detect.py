@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
+import yaml
+
 from .errors import ProfileError
 from .kube import api_client, cluster_error
 from .models import ClusterProfile, KServeSupport, NodeGroup, Reserve, StorageProfile, Taint
 from .quantity import parse_quantity
+from .suggestion_services import service_of_image
 
 GPU_RESOURCE = "nvidia.com/gpu"
+KATIB_CONFIG_MAP = "katib-config"
 # Labels that say what a node is; the rest (hostnames, instance ids) would split identical nodes.
 KEPT_LABELS = (
     "node-role.kubernetes.io/control-plane",
@@ -31,7 +35,12 @@ def _get(obj: Any, *names: str) -> Any:
 
 
 def profile_from_cluster(
-    name: str, nodes: list[Any], storage_classes: list[Any], api_groups: list[str], kubernetes_version: str
+    name: str,
+    nodes: list[Any],
+    storage_classes: list[Any],
+    api_groups: list[str],
+    kubernetes_version: str,
+    suggestion_services: dict[str, str] | None = None,
 ) -> ClusterProfile:
     """Build a profile from the kubernetes client's V1Node and V1StorageClass objects.
 
@@ -93,7 +102,29 @@ def profile_from_cluster(
         gpuRuntimeClassName="nvidia" if any(g["gpus"] for g in groups.values()) else None,
         storage=StorageProfile(accessModes=sorted(set(modes)), storageClassName=default_class),  # type: ignore[arg-type]
         kserve=KServeSupport(supported=kserve, reason="" if kserve else "KServe is not installed in this cluster"),
+        suggestionServices=suggestion_services,
     )
+
+
+def suggestion_services(katib_config: str) -> dict[str, str] | None:
+    """algorithm -> suggestion service from the text of katib-config.yaml (runtime.suggestions, each
+    service named by its image, as Katib's own images are: suggestion-<service>)."""
+    try:
+        config = yaml.safe_load(katib_config)
+        entries = config["runtime"]["suggestions"]
+        return {str(e["algorithmName"]): service_of_image(str(e["image"])) for e in entries}
+    except (yaml.YAMLError, KeyError, TypeError):
+        return None
+
+
+def _katib_config(core: Any) -> str | None:
+    """The katib-config ConfigMap's katib-config.yaml, wherever Katib is installed (None without it)."""
+    found = core.list_config_map_for_all_namespaces(field_selector=f"metadata.name={KATIB_CONFIG_MAP}").items
+    for config_map in found:
+        text = (config_map.data or {}).get("katib-config.yaml")
+        if text:
+            return str(text)
+    return None
 
 
 def _difference(capacity: str, allocatable: str, current: str, milli: bool = False) -> str:
@@ -116,6 +147,10 @@ def detect(name: str, kubeconfig: str | None = None, context: str | None = None)
         classes = client.StorageV1Api(api).list_storage_class().items
         groups = [g.name for g in client.ApisApi(api).get_api_versions().groups]
         version = client.VersionApi(api).get_code()
+        katib_config = _katib_config(client.CoreV1Api(api))
     except Exception as exc:
         raise cluster_error(exc) from None
-    return profile_from_cluster(name, nodes, classes, groups, f"{version.major}.{version.minor.rstrip('+')}")
+    services = suggestion_services(katib_config) if katib_config else None
+    return profile_from_cluster(
+        name, nodes, classes, groups, f"{version.major}.{version.minor.rstrip('+')}", suggestion_services=services
+    )

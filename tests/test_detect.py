@@ -173,3 +173,42 @@ def test_detect_names_each_missing_piece_of_a_k3s_gpu_cluster(bare_cluster: Any)
     for name in ("gpu-1", "gpu-2"):
         core.patch_node(name, {"metadata": {"labels": {"nvidia.com/gpu.present": "true"}}})
     assert _detect(cp) == []
+
+
+def test_detect_reads_which_service_serves_each_algorithm_from_katib_config(bare_cluster: Any, tmp_path: Path) -> None:
+    """The profile carries the cluster's katib-config mapping, and validate judges the settings by it:
+    Optuna's n_startup_trials is refused where hyperopt serves tpe (Katib's default) and accepted
+    where this cluster's katib-config serves tpe with Katib's optuna image."""
+    from kubernetes import client
+
+    from .test_install import katib_nas
+
+    cp = bare_cluster
+    _create(cp, [_node("laptop", {"microk8s.io/cluster": "true"})])
+    core = client.CoreV1Api(cp.api())
+    config = yaml.safe_load(core.read_namespaced_config_map("katib-config", "kubeflow").data["katib-config.yaml"])
+    for entry in config["runtime"]["suggestions"]:
+        if entry["algorithmName"] == "tpe":
+            entry["image"] = "ghcr.io/kubeflow/katib/suggestion-optuna:v0.19.0"
+    patched = {"data": {"katib-config.yaml": yaml.safe_dump(config)}}
+    values = yaml.safe_load((ROOT / "values" / "microk8s.yaml").read_text())
+    values["experiment"]["algorithm"] = {
+        "algorithmName": "tpe",
+        "algorithmSettings": [{"name": "n_startup_trials", "value": "6"}],
+    }
+    verdicts = []
+    for katib_config in (None, patched):
+        if katib_config is not None:
+            core.patch_namespaced_config_map("katib-config", "kubeflow", katib_config)
+        profile = tmp_path / f"lab-{len(verdicts)}.yaml"
+        proc = katib_nas("profile", "detect", "--kubeconfig", str(cp.kubeconfig), "-o", str(profile))
+        assert proc.returncode == 0, proc.stderr
+        detected = yaml.safe_load(profile.read_text())["suggestionServices"]
+        assert detected["cmaes"] == "goptuna" and detected["bayesianoptimization"] == "skopt"
+        values["profile"] = profile.name
+        values_file = tmp_path / "values.yaml"
+        values_file.write_text(yaml.safe_dump(values))
+        report = validate_file(values_file)
+        verdicts.append((detected["tpe"], [p.message for p in report.errors]))
+    assert verdicts[0][0] == "hyperopt" and "has no setting 'n_startup_trials'" in verdicts[0][1][0]
+    assert verdicts[1] == ("optuna", [])

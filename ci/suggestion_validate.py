@@ -1,0 +1,63 @@
+"""Runs one of Katib's Python suggestion services' ValidateAlgorithmSettings on requests from stdin.
+
+Run with the service's own venv (ci/install-suggestion-services.sh) and the PYTHONPATH of the
+service's Dockerfile (the Katib module, its pkg/apis/manager/v1beta1/python and .../health/python),
+so the code judging is Katib's: `python ci/suggestion_validate.py SERVICE`. Each stdin line is a JSON
+array of the requests Katib's suggestion controller sends (katibcheck convert); each answer line is a
+JSON array with one result per request: {"error": message} when the service refuses (an
+INVALID_ARGUMENT status, or an exception, which gRPC turns into an error status too), else {}.
+The process stays up between lines, so the service is imported once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import sys
+
+from google.protobuf import json_format
+
+logging.disable(logging.CRITICAL)  # the services log every refusal
+
+CLASSES = {
+    "hyperopt": "HyperoptService",
+    "optuna": "OptunaService",
+    "skopt": "SkoptService",
+    "hyperband": "HyperbandService",
+    "pbt": "PbtService",
+}
+
+
+class Context:
+    """The part of grpc.ServicerContext the validators use."""
+
+    def __init__(self):
+        self.code, self.details = None, ""
+
+    def set_code(self, code):
+        self.code = code
+
+    def set_details(self, details):
+        self.details = details
+
+
+def main():
+    service = sys.argv[1]
+    api_pb2 = importlib.import_module("pkg.apis.manager.v1beta1.python.api_pb2")
+    module = importlib.import_module(f"pkg.suggestion.v1beta1.{service}.service")
+    for line in sys.stdin:
+        results = []
+        for raw in json.loads(line):
+            request = json_format.ParseDict(raw, api_pb2.ValidateAlgorithmSettingsRequest())
+            context = Context()
+            try:
+                getattr(module, CLASSES[service])().ValidateAlgorithmSettings(request, context)
+            except Exception as exc:  # the gRPC server answers an error status for it
+                results.append({"error": f"{type(exc).__name__}: {exc}"})
+                continue
+            results.append({"error": context.details or str(context.code)} if context.code is not None else {})
+        print(json.dumps(results), flush=True)
+
+
+main()

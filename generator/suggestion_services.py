@@ -1,0 +1,430 @@
+"""Algorithm settings as the Katib suggestion service that serves each algorithm judges them.
+
+Katib's katib-config maps each algorithm to a suggestion service image; before the first trial the
+Suggestion calls that service's ValidateAlgorithmSettings and fails the Experiment on a refusal.
+Each service has its own names, types and ranges for the same algorithm (Katib v0.19.0 sources:
+pkg/suggestion/v1beta1/<service>/service.py, pkg/suggestion/v1beta1/goptuna/converter.go), so the
+check follows the service the cluster's profile maps the algorithm to. The Python services parse
+values with Python's int() and float(), which this module calls too; goptuna parses with Go's
+strconv.Atoi and ParseFloat, whose syntax is spelled out below. tests/test_suggestion_services.py
+runs the services' own code on generated settings and checks that this module refuses exactly what
+they refuse.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator
+
+from .models import Experiment, Parameter
+
+# (value path, message, warning)
+Finding = tuple[str, str, bool]
+
+# Katib v0.19.0 standalone's katib-config (manifests/v1beta1/installs/katib-standalone).
+KATIB_V019_SERVICES = {
+    "random": "hyperopt",
+    "tpe": "hyperopt",
+    "grid": "optuna",
+    "hyperband": "hyperband",
+    "bayesianoptimization": "skopt",
+    "cmaes": "goptuna",
+    "sobol": "goptuna",
+    "multivariate-tpe": "optuna",
+    "enas": "enas",
+    "darts": "darts",
+    "pbt": "pbt",
+}
+# The algorithms each service implements.
+SERVICE_ALGORITHMS = {
+    "hyperopt": ("random", "tpe"),
+    "optuna": ("tpe", "multivariate-tpe", "cmaes", "random", "grid"),
+    "goptuna": ("random", "cmaes", "tpe", "sobol"),
+    "skopt": ("bayesianoptimization",),
+    "hyperband": ("hyperband",),
+    "pbt": ("pbt",),
+    "enas": ("enas",),
+    "darts": ("darts",),
+}
+SUGGESTION_IMAGE = re.compile(r"(?:^|/)suggestion-([a-z]+)(?:[:@]|$)")
+
+PATH = "experiment.algorithm.algorithmSettings"
+
+
+def service_of_image(image: str) -> str:
+    """The service a katib-config suggestion image runs (`.../suggestion-hyperopt:v0.19.0` -> hyperopt)."""
+    match = SUGGESTION_IMAGE.search(image)
+    return match.group(1) if match else image
+
+
+# --- value parsers: None when the service's parser raises -------------------------------------
+
+
+def py_int(value: str) -> int | None:
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def py_float(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+_GO_DEC_FLOAT = re.compile(r"[+-]?(?:[0-9_]+\.?[0-9_]*|\.[0-9_]+)(?:[eE][+-]?[0-9_]+)?")
+_GO_HEX_FLOAT = re.compile(r"[+-]?0[xX][0-9a-fA-F_]*\.?[0-9a-fA-F_]*[pP][+-]?[0-9_]+")
+_GO_INF = re.compile(r"[+-]?(?:inf|infinity)", re.IGNORECASE)
+
+
+def go_atoi(value: str) -> int | None:
+    """strconv.Atoi on 64-bit: ASCII digits with an optional sign, within int64."""
+    if not _GO_INT.fullmatch(value):
+        return None
+    number = int(value)
+    return number if -(2**63) <= number < 2**63 else None
+
+
+def _go_underscores_ok(value: str) -> bool:
+    """Go's number syntax: an underscore only between two digits, or between a base prefix and a digit."""
+    body = value.lstrip("+-")
+    hexadecimal = body[:2].lower() == "0x"
+    previous = "digit" if hexadecimal else "start"
+    for c in body[2:] if hexadecimal else body:
+        if c.isascii() and (c.isdigit() or (hexadecimal and c.lower() in "abcdef")):
+            previous = "digit"
+        elif c == "_":
+            if previous != "digit":
+                return False
+            previous = "_"
+        elif previous == "_":
+            return False
+        else:
+            previous = "other"
+    return previous != "_"
+
+
+def go_parse_float(value: str) -> float | None:
+    """strconv.ParseFloat(s, 64): decimal or hexadecimal (p exponent) syntax with Go's digit
+    separators, signed Inf/Infinity, unsigned NaN; a finite number too large for float64 is an error."""
+    if _GO_INF.fullmatch(value):
+        return float(value.lower().replace("infinity", "inf"))
+    if value.lower() == "nan":
+        return math.nan
+    mantissa = re.split(r"[eEpP]", value.lstrip("+-"))[0]
+    if not _go_underscores_ok(value):
+        return None
+    digits = value.replace("_", "")
+    if _GO_HEX_FLOAT.fullmatch(value) and any(c in "0123456789abcdefABCDEF" for c in mantissa[2:]):
+        try:
+            result = float.fromhex(digits)
+        except (OverflowError, ValueError):
+            return None
+    elif _GO_DEC_FLOAT.fullmatch(value) and any(c.isdigit() for c in mantissa):
+        result = float(digits)
+    else:
+        return None
+    return result if math.isfinite(result) else None
+
+
+# --- the services ---------------------------------------------------------------------------
+
+Rule = Callable[[str], str | None]  # the value's problem, or None
+
+
+def _int_at_least(low: int, parse: Callable[[str], int | None] = py_int) -> Rule:
+    def rule(value: str) -> str | None:
+        number = parse(value)
+        if number is None:
+            return "must be a whole number"
+        return None if number >= low else f"must be {low} or more"
+
+    return rule
+
+
+def _float_rule(test: Callable[[float], bool], wanted: str, parse: Callable[[str], float | None] = py_float) -> Rule:
+    def rule(value: str) -> str | None:
+        number = parse(value)
+        if number is None:
+            return "must be a number"
+        return None if test(number) else f"must be {wanted}"
+
+    return rule
+
+
+def _one_of(*choices: str) -> Rule:
+    return lambda value: None if value in choices else f"must be one of {', '.join(choices)}"
+
+
+_SEED = _int_at_least(0)
+# name -> rule, per (service, algorithm). A name a service does not list is refused (the Python
+# services) or ignored (goptuna, which reads only the names it knows).
+SETTINGS: dict[tuple[str, str], dict[str, Rule]] = {
+    ("hyperopt", "random"): {"random_state": _SEED},
+    ("hyperopt", "tpe"): {
+        "gamma": _float_rule(lambda x: 0 < x < 1, "between 0 and 1 (exclusive)"),
+        "prior_weight": _float_rule(lambda x: x > 0, "greater than 0"),
+        "n_EI_candidates": _int_at_least(1),
+        "random_state": _SEED,
+    },
+    **{
+        ("optuna", algorithm): {"n_startup_trials": _SEED, "n_ei_candidates": _SEED, "random_state": _SEED}
+        for algorithm in ("tpe", "multivariate-tpe")
+    },
+    ("optuna", "cmaes"): {
+        "restart_strategy": _one_of("ipop", "None", "none"),
+        "sigma": _float_rule(lambda x: x >= 0, "0 or more"),
+        "random_state": _SEED,
+    },
+    ("optuna", "random"): {"random_state": _SEED},
+    ("optuna", "grid"): {"random_state": _SEED},
+    ("goptuna", "cmaes"): {
+        "random_state": _int_at_least(-(2**63), go_atoi),
+        "sigma": _float_rule(lambda x: True, "a number", go_parse_float),
+        "restart_strategy": _one_of("ipop", "bipop", "none"),
+    },
+    ("goptuna", "tpe"): {
+        name: _int_at_least(-(2**63), go_atoi) for name in ("random_state", "n_startup_trials", "n_ei_candidates")
+    },
+    ("goptuna", "random"): {"random_state": _int_at_least(-(2**63), go_atoi)},
+    ("goptuna", "sobol"): {},
+    ("skopt", "bayesianoptimization"): {
+        "base_estimator": _one_of("GP", "RF", "ET", "GBRT"),
+        "n_initial_points": _SEED,
+        "acq_func": _one_of("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps"),
+        "acq_optimizer": _one_of("auto", "sampling", "lbfgs"),
+        "random_state": _SEED,
+    },
+}
+IGNORES_UNKNOWN = {"goptuna"}
+
+
+def check_algorithm_settings(e: Experiment, services: dict[str, str] | None = None) -> Iterator[Finding]:
+    """Findings for the Experiment's algorithm settings as the cluster's suggestion service judges them."""
+    services = KATIB_V019_SERVICES if services is None else services
+    algorithm = e.algorithm.algorithmName
+    service = services.get(algorithm)
+    if service is None:
+        yield (
+            "experiment.algorithm.algorithmName",
+            f"the cluster's katib-config has no suggestion service for {algorithm}, so Katib's webhook refuses "
+            f"the Experiment; use one of {', '.join(sorted(services))} or add {algorithm} to katib-config",
+            False,
+        )
+        return
+    if service not in SERVICE_ALGORITHMS:
+        yield (PATH, f"{algorithm} is served by {service!r}, whose settings katib-nas cannot check", True)
+        return
+    if algorithm not in SERVICE_ALGORITHMS[service]:
+        yield (
+            "experiment.algorithm.algorithmName",
+            f"the cluster's katib-config serves {algorithm} with Katib's {service} service, which does not implement "
+            f"it (only {', '.join(SERVICE_ALGORITHMS[service])}); use one of those or fix katib-config",
+            False,
+        )
+        return
+    settings = [(s.name, str(s.value)) for s in e.algorithm.algorithmSettings]
+    if service == "hyperband":
+        yield from _hyperband(e, dict(settings))
+    elif service == "pbt":
+        yield from _pbt(dict(settings))
+    elif service in ("enas", "darts"):
+        return  # NAS services: their settings are not checked by katib-nas (its trainer takes no nasConfig)
+    else:
+        yield from _named_settings(service, algorithm, settings)
+    if service == "goptuna":
+        yield from _goptuna_space(e)
+    if algorithm == "cmaes" and sum(p.parameterType in ("int", "double") for p in e.parameters) < 2:
+        yield (
+            "experiment.parameters",
+            f"Katib's {service} service runs cmaes only on two or more int or double parameters; add one or use tpe",
+            False,
+        )
+    if service == "optuna" and algorithm == "grid":
+        yield from _optuna_grid(e)
+
+
+def _named_settings(service: str, algorithm: str, settings: list[tuple[str, str]]) -> Iterator[Finding]:
+    rules = SETTINGS[(service, algorithm)]
+    known = ", ".join(rules) or "none"
+    for i, (name, value) in enumerate(settings):
+        rule = rules.get(name)
+        if rule is None:
+            if service in IGNORES_UNKNOWN:
+                yield (
+                    f"{PATH}[{i}].name",
+                    f"Katib's {service} service ignores {name!r} for {algorithm}; it reads only {known}",
+                    True,
+                )
+            else:
+                yield (
+                    f"{PATH}[{i}].name",
+                    f"Katib's {service} service (which serves {algorithm}) has no setting {name!r} and fails the "
+                    f"Experiment; use {known}",
+                    False,
+                )
+            continue
+        problem = rule(value)
+        if problem is not None:
+            yield (
+                f"{PATH}[{i}].value",
+                f"{name} {problem} for Katib's {service} service, not {value!r}",
+                False,
+            )
+
+
+def _hyperband(e: Experiment, settings: dict[str, str]) -> Iterator[Finding]:
+    """HyperbandService.ValidateAlgorithmSettings: r_l a float >= 0, eta int(float()) (3 when <= 0),
+    parallelTrialCount >= eta**floor(log(r_l)/log(eta)), resource_name a parameter."""
+    if "r_l" not in settings or "resource_name" not in settings:
+        yield (
+            PATH,
+            "hyperband needs settings r_l and resource_name (the parameter that carries the budget, such as epochs)",
+            False,
+        )
+        return
+    r_l = py_float(settings["r_l"])
+    if r_l is None or r_l < 0 or math.isnan(r_l):
+        yield (PATH, f"hyperband r_l must be a positive number, not {settings['r_l']!r}", False)
+        return
+    eta = 3
+    if "eta" in settings:
+        raw = py_float(settings["eta"])
+        if raw is None or not math.isfinite(raw):
+            yield (PATH, f"hyperband eta must be a whole number, not {settings['eta']!r}", False)
+            return
+        eta = int(raw) if int(raw) > 0 else 3
+    if r_l == 0 or eta == 1 or math.isinf(r_l):
+        yield (PATH, f"hyperband r_l={settings['r_l']} with eta={eta} has no brackets; use r_l > 1 and eta >= 2", False)
+        return
+    needed = math.ceil(eta ** int(math.log(r_l) / math.log(eta)))
+    if e.parallelTrialCount < needed:
+        yield (
+            "experiment.parallelTrialCount",
+            f"hyperband with r_l={settings['r_l']} and eta={eta} needs parallelTrialCount >= {needed}; raise it or "
+            "lower r_l",
+            False,
+        )
+    if settings["resource_name"] not in {p.name for p in e.parameters}:
+        yield (
+            PATH,
+            f"hyperband resource_name {settings['resource_name']!r} is not a parameter; add it to "
+            "experiment.parameters",
+            False,
+        )
+
+
+def _pbt(settings: dict[str, str]) -> Iterator[Finding]:
+    """PbtService.ValidateAlgorithmSettings."""
+    missing = [k for k in ("suggestion_trial_dir", "n_population", "truncation_threshold") if k not in settings]
+    if missing:
+        yield (PATH, f"pbt needs settings {', '.join(missing)}", False)
+        return
+    population = py_int(settings["n_population"])
+    if population is None or population < 5:
+        yield (PATH, f"pbt n_population must be a whole number of 5 or more, not {settings['n_population']!r}", False)
+        return
+    threshold = py_float(settings["truncation_threshold"])
+    if threshold is None or not 0 <= threshold <= 1:
+        yield (
+            PATH,
+            f"pbt truncation_threshold must be between 0 and 1, not {settings['truncation_threshold']!r}",
+            False,
+        )
+        return
+    if "resample_probability" in settings:
+        # v0.19.0 compares the setting's text with numbers, so the service fails on any value.
+        yield (
+            PATH,
+            "Katib v0.19's pbt service fails on any resample_probability (it compares the text with numbers); "
+            "leave it out to perturb values by 0.8 or 1.2",
+            False,
+        )
+
+
+def _goptuna_space(e: Experiment) -> Iterator[Finding]:
+    """goptuna's toGoptunaSearchSpace parses int bounds with Atoi and double bounds with ParseFloat."""
+    for i, p in enumerate(e.parameters):
+        fs = p.feasibleSpace
+        parse = go_atoi if p.parameterType == "int" else go_parse_float if p.parameterType == "double" else None
+        if parse is None:
+            continue
+        for key in ("min", "max", "step"):
+            raw = getattr(fs, key)
+            if raw is None or (key == "step" and str(raw) == ""):
+                continue
+            if parse(str(raw)) is None:
+                kind = "a whole number" if parse is go_atoi else "a number"
+                yield (
+                    f"experiment.parameters[{i}].feasibleSpace.{key}",
+                    f"Katib's goptuna service needs {kind} here, not {raw!r}",
+                    False,
+                )
+
+
+def _np_arange_length(low: float, high: float, step: float) -> int | None:
+    """len(np.arange(low, high + step, step)) after Katib drops a last value above high; None when
+    numpy or the service would raise (an empty range, a zero or infinite step)."""
+    if step == 0 or not all(math.isfinite(x) for x in (low, high, step)):
+        return None
+    n = math.ceil((high + step - low) / step)
+    if n <= 0:
+        return None
+    return n - 1 if low + (n - 1) * step > high else n
+
+
+def grid_points(parameters: list[Parameter]) -> int | None:
+    """The number of grid points Katib's optuna service counts (HyperParameterSearchSpace.
+    convert_to_combinations), or None when it fails on the search space."""
+    sizes: list[int] = []
+    for p in parameters:
+        fs = p.feasibleSpace
+        if p.parameterType in ("categorical", "discrete"):
+            sizes.append(len(fs.list or []))
+            continue
+        step_raw = "" if fs.step is None else str(fs.step)
+        if p.parameterType == "int":
+            low, high, step = py_int(str(fs.min)), py_int(str(fs.max)), py_int(step_raw or "1")
+            if low is None or high is None or step is None or step == 0:
+                return None
+            sizes.append(len(range(low, high + 1, step)))
+        else:
+            if not step_raw:
+                return None
+            lo, hi, st = py_float(str(fs.min)), py_float(str(fs.max)), py_float(step_raw)
+            if lo is None or hi is None or st is None:
+                return None
+            n = _np_arange_length(lo, hi, st)
+            if n is None:
+                return None
+            sizes.append(n)
+    return math.prod(sizes)
+
+
+def _optuna_grid(e: Experiment) -> Iterator[Finding]:
+    for i, p in enumerate(e.parameters):
+        if p.parameterType == "double" and (p.feasibleSpace.step is None or str(p.feasibleSpace.step) == ""):
+            yield (
+                f"experiment.parameters[{i}].feasibleSpace.step",
+                "grid needs a step for double parameters; add feasibleSpace.step",
+                False,
+            )
+            return
+    points = grid_points(e.parameters)
+    if points is None:
+        yield (
+            "experiment.parameters",
+            "Katib's grid service cannot enumerate this search space; check the steps",
+            False,
+        )
+    elif e.maxTrialCount > points:
+        yield (
+            "experiment.maxTrialCount",
+            f"{e.maxTrialCount} is more than the {points} points of the grid; Katib's grid service fails, set "
+            f"maxTrialCount to {points} or less",
+            False,
+        )

@@ -1,0 +1,194 @@
+"""The generator's algorithm-settings check against Katib v0.19's suggestion services themselves.
+
+Each generated case is an Experiment (algorithm, settings, search space, trial counts); Katib's own
+code judges it: the Python services' ValidateAlgorithmSettings (hyperopt, optuna, skopt, hyperband,
+pbt) in their own venvs from ci/install-suggestion-services.sh, on the request Katib's suggestion
+controller builds (katibcheck convert), and goptuna's through katibcheck. The generator must refuse
+exactly the cases the service refuses.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from generator.models import ChartValues, Experiment
+from generator.suggestion_services import SERVICE_ALGORITHMS, SETTINGS, check_algorithm_settings
+from generator.validate import validate_data
+
+from .conftest import ROOT, by_kind, helm_template
+from .katib_harness import katibcheck
+
+SERVICES = ROOT / ".tools" / "suggestion"
+BATCH = 40
+# How many cases each service judged in this run (printed at the end of the module).
+TRIED: dict[str, int] = {}
+
+DOUBLE = {"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.0005", "max": "0.01"}}
+INT = {"name": "num-layers", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "3"}}
+CAT = {"name": "units", "parameterType": "categorical", "feasibleSpace": {"list": ["64", "128", "256"]}}
+SPACES = [
+    [DOUBLE, INT, CAT],
+    [CAT],
+    [DOUBLE],
+    [DOUBLE, {"name": "dropout", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "0.4"}}],
+    [
+        {**INT, "feasibleSpace": {"min": "1", "max": "3", "step": "1"}},
+        {"name": "dropout", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "0.4", "step": "0.1"}},
+        CAT,
+    ],
+    [{"name": "dropout", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "0.3", "step": "0.15"}}, CAT],
+    [
+        {**INT, "feasibleSpace": {"min": "1", "max": "9", "step": "2"}},
+        {**DOUBLE, "feasibleSpace": {"min": "1e-3", "max": "0.1"}},
+    ],
+]  # fmt: skip
+VALUES = [
+    "0", "1", "-1", "5", "+3", " 4", "4 ", "1_000", "0x10", "010", "1.5", "-0.5", "0.5", "0.25", "1e3", "1e-3", "1e400",
+    "-1e400", "1e-400", "nan", "NaN", "inf", "-inf", "Infinity", "abc", "", "٣", "0x1p-2", "9223372036854775807",
+    "9223372036854775808", ".5", "5.", "1.0", "ipop", "bipop", "none", "None", "GP", "RF", "ET", "GBRT", "gp", "EI",
+    "LCB", "gp_hedge", "PIps", "lbfgs", "auto", "sampling", "1_0", "1__0", "_1", "0x1p0_0", "+nan", "-0", "0x1_0p0",
+]  # fmt: skip
+OTHER_NAMES = ["seed", "sigma0", "bogus", "random_state", "n_startup_trials", "gamma", "n_EI_candidates"]
+
+
+def _names(service: str, algorithm: str) -> list[str]:
+    return sorted({*SETTINGS.get((service, algorithm), {}), *OTHER_NAMES})
+
+
+@st.composite
+def cases(draw: st.DrawFn, service: str) -> dict[str, Any]:
+    algorithm = draw(st.sampled_from(SERVICE_ALGORITHMS[service]))
+    value = st.one_of(st.sampled_from(VALUES), st.integers(-3, 40).map(str), st.floats(width=32).map(str))
+    if service == "hyperband":
+        pool = {
+            "r_l": st.sampled_from(["9", "27", "0", "-1", "1", "0.5", "abc", "1e3", "nan", "inf", "2.5"]),
+            "eta": st.sampled_from(["3", "2", "1", "0", "-2", "abc", "2.9", "inf", "nan", "1e30"]),
+            "resource_name": st.sampled_from(["num-layers", "lr", "epochs"]),
+        }
+        chosen = draw(st.lists(st.sampled_from(sorted(pool)), unique=True, max_size=3))
+        pairs = [(name, draw(pool[name])) for name in chosen]
+    elif service == "pbt":
+        pool = {
+            "suggestion_trial_dir": st.just("/var/log/katib/checkpoints/"),
+            "n_population": st.sampled_from(["5", "4", "10", "x", "5.0", " 6"]),
+            "truncation_threshold": st.sampled_from(["0.2", "0", "1", "1.5", "-0.1", "nan", "x"]),
+            "resample_probability": st.sampled_from(["0.5", "0", "2"]),
+        }
+        chosen = draw(st.lists(st.sampled_from(sorted(pool)), unique=True, max_size=4))
+        pairs = [(name, draw(pool[name])) for name in chosen]
+    else:
+        names = _names(service, algorithm)
+        pairs = draw(st.lists(st.tuples(st.sampled_from(names), value), max_size=3))
+    space = draw(st.sampled_from(SPACES))
+    parallel = draw(st.integers(1, 30))
+    return {
+        "algorithm": algorithm,
+        "settings": [{"name": n, "value": v} for n, v in pairs],
+        "parameters": space,
+        "parallelTrialCount": parallel,
+        "maxTrialCount": draw(st.integers(parallel, 40)),
+    }
+
+
+@pytest.fixture(scope="module")
+def base() -> tuple[dict[str, Any], ChartValues]:
+    data = yaml.safe_load((ROOT / "values" / "microk8s.yaml").read_text())
+    data["experiment"]["earlyStopping"] = {"enabled": False}
+    report = validate_data(data, "microk8s.yaml")
+    assert report.values is not None
+    (experiment,) = by_kind(helm_template(values=data), "Experiment")
+    return experiment, report.values
+
+
+def _katib_experiment(template: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
+    experiment = copy.deepcopy(template)
+    spec = experiment["spec"]
+    spec["algorithm"] = {"algorithmName": case["algorithm"], "algorithmSettings": case["settings"]}
+    spec["parameters"] = case["parameters"]
+    spec["parallelTrialCount"] = case["parallelTrialCount"]
+    spec["maxTrialCount"] = case["maxTrialCount"]
+    return experiment
+
+
+def _generator_refuses(values: ChartValues, case: dict[str, Any], service: str) -> list[str]:
+    e = values.experiment.model_dump()
+    e["algorithm"] = {"algorithmName": case["algorithm"], "algorithmSettings": case["settings"]}
+    e.update(parameters=case["parameters"], parallelTrialCount=case["parallelTrialCount"])
+    e.update(maxTrialCount=case["maxTrialCount"], maxFailedTrialCount=1)
+    experiment = Experiment.model_validate(e)
+    findings = check_algorithm_settings(experiment, {case["algorithm"]: service})
+    return [f"{path}: {message}" for path, message, warning in findings if not warning]
+
+
+class PythonService:
+    """One of Katib's Python suggestion services, imported once in its own venv (ci/suggestion_validate.py)."""
+
+    def __init__(self, service: str) -> None:
+        python = SERVICES / service / "bin" / "python"
+        if not python.is_file():
+            pytest.fail(f"{python} is missing: run `bash ci/install-suggestion-services.sh` first", pytrace=False)
+        katib = (SERVICES / "katib").resolve()
+        # The service images' PYTHONPATH (cmd/suggestion/<service>/v1beta1/Dockerfile).
+        path = [katib, katib / "pkg/apis/manager/v1beta1/python", katib / "pkg/apis/manager/health/python"]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(map(str, path)), PYTHONWARNINGS="ignore")
+        self.proc = subprocess.Popen(
+            [str(python), str(ROOT / "ci" / "suggestion_validate.py"), service],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
+    def validate(self, requests: list[Any]) -> list[dict[str, Any]]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(requests) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, f"the {self.proc.args} process ended"
+        verdicts: list[dict[str, Any]] = json.loads(line)
+        return verdicts
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+        self.proc.stdout.close()
+
+
+def katib_verdicts(experiments: list[dict[str, Any]], python: PythonService | None) -> list[dict[str, Any]]:
+    if python is None:
+        return katibcheck("goptuna", experiments)
+    return python.validate([r["output"] for r in katibcheck("convert", experiments)])
+
+
+@pytest.mark.parametrize("service", sorted(set(SERVICE_ALGORITHMS) - {"enas", "darts"}))
+def test_the_generator_refuses_exactly_what_the_suggestion_service_refuses(
+    service: str, base: tuple[dict[str, Any], ChartValues]
+) -> None:
+    template, values = base
+    python = None if service == "goptuna" else PythonService(service)
+
+    @settings(max_examples=10, deadline=None)
+    @given(st.lists(cases(service), min_size=BATCH, max_size=BATCH))
+    def check(batch: list[dict[str, Any]]) -> None:
+        verdicts = katib_verdicts([_katib_experiment(template, c) for c in batch], python)
+        TRIED[service] = TRIED.get(service, 0) + len(batch)
+        for case, verdict in zip(batch, verdicts, strict=True):
+            ours = _generator_refuses(values, case, service)
+            assert bool(ours) == ("error" in verdict), (service, case, ours, verdict)
+
+    try:
+        check()
+    finally:
+        if python is not None:
+            python.close()
+    print(f"\n{service}: {TRIED[service]} settings cases judged by Katib's service")
