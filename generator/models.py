@@ -341,6 +341,16 @@ class Server(Scheduling):
     )
     replicas: int = Field(1, ge=1, description="Server replicas (fastapi mode).")
     containerPort: int = Field(8080, ge=1024, le=65535, description="Port the server listens on (non-root).")
+    env: list[KubeObject] = Field(
+        default_factory=list,
+        description="Extra environment variables of the server container, e.g. its request limits "
+        "(MAX_CONNECTIONS, READ_TIMEOUT, MAX_CONCURRENT_REQUESTS; images/server/README.md).",
+    )
+    tmpSizeLimit: str = Field(
+        "64Mi",
+        pattern=r"^[0-9]+(Ki|Mi|Gi)$",
+        description="Size limit of the server pod's /tmp (uploads over 1 MiB spool there; fastapi mode).",
+    )
     service: Service = Field(default_factory=Service, description="Service in front of the server (fastapi mode).")
     serviceMonitor: ServiceMonitor = Field(default_factory=ServiceMonitor, description="Prometheus scraping.")
     kserve: KServe = Field(default_factory=KServe, description="KServe mode settings.")

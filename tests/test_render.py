@@ -276,6 +276,8 @@ MUTATIONS: dict[str, Any] = {
     "server.service.type": "NodePort",
     "server.tolerations": [{"key": "k", "operator": "Exists"}],
     "server.serviceMonitor.interval": "10s",
+    "server.env": [{"name": "MAX_CONNECTIONS", "value": "64"}],
+    "server.tmpSizeLimit": "32Mi",
 }
 # Values that only act together with another one.
 CONTEXT: dict[str, dict[str, Any]] = {

@@ -15,6 +15,11 @@
   {{- end }}
   volumeMounts:
     {{- include "katib-nas.volumeMounts" . | nindent 4 }}
+    {{- if eq .Values.server.mode "fastapi" }}
+    - name: kube-api-access
+      mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+      readOnly: true
+    {{- end }}
 {{- end }}
 
 {{- define "katib-nas.server.container" -}}
@@ -32,6 +37,9 @@
       value: {{ include "katib-nas.experimentDir" . | quote }}
     - name: MODEL_NAME
       value: {{ .Values.server.modelName | quote }}
+    {{- with .Values.server.env }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   ports:
     - name: http
       containerPort: {{ .Values.server.containerPort | int }}
@@ -44,6 +52,15 @@
     httpGet:
       path: /v2/health/ready
       port: http
+  {{- if eq .Values.server.mode "fastapi" }}
+  # Liveness waits until the process first answers (imports and the first model load), up to 2 min.
+  startupProbe:
+    httpGet:
+      path: /v2/health/live
+      port: http
+    periodSeconds: 2
+    failureThreshold: 60
+  {{- end }}
   {{- with .Values.server.resources }}
   resources:
     {{- toYaml . | nindent 4 }}
@@ -53,7 +70,42 @@
     {{- toYaml . | nindent 4 }}
   {{- end }}
   volumeMounts:
-    {{- include "katib-nas.volumeMounts" . | nindent 4 }}
+    - name: models  # the server only reads the records and the pointer
+      mountPath: {{ .Values.persistence.mountPath }}
+      readOnly: true
+    - name: tmp
+      mountPath: /tmp
+{{- end }}
+
+{{/*
+The Deployment's volumes: the model PVC, /tmp bounded by server.tmpSizeLimit (uploads over 1 MiB
+spool there), and the API token projected for the init container alone, as the kubelet's automount
+would (the server container needs no token).
+*/}}
+{{- define "katib-nas.server.volumes" -}}
+- name: models
+  persistentVolumeClaim:
+    claimName: {{ include "katib-nas.claimName" . }}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.server.tmpSizeLimit }}
+- name: kube-api-access
+  projected:
+    sources:
+      - serviceAccountToken:
+          path: token
+          expirationSeconds: 3607
+      - configMap:
+          name: kube-root-ca.crt
+          items:
+            - key: ca.crt
+              path: ca.crt
+      - downwardAPI:
+          items:
+            - path: namespace
+              fieldRef:
+                apiVersion: v1
+                fieldPath: metadata.namespace
 {{- end }}
 
 {{- define "katib-nas.server.scheduling" -}}
