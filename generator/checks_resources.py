@@ -15,6 +15,8 @@ from .quantity import format_cpu, format_memory, parse_quantity
 Finding = tuple[str, str, bool]
 # Collectors for which Katib injects a sidecar into every trial pod.
 SIDECAR_COLLECTORS = ("StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom")
+# Pods placed per workload before counting stops: far above any cluster a profile describes.
+PLACEMENT_LIMIT = 10_000
 # Below this, a single node cannot hold Istio + Knative + KServe next to Katib.
 KSERVE_MIN_CPU = Fraction(8)
 KSERVE_MIN_MEMORY = Fraction(16 * 2**30)
@@ -273,11 +275,16 @@ def effective_parallelism(nodes: list[Node], workloads: list[Workload], trial: W
     for w in workloads:
         if w.path == "trial":
             continue
-        for r in range(w.replicas):
-            for node in sorted(nodes, key=lambda n: (n.gpus, -n.cpu)):
-                if eligible(node, w) and node.fits(w.demand):
-                    node.take(w.demand, f"{w.path}-{r}")
-                    break
+        # Nodes only fill up: once a replica fits nowhere, none after it does. The cap bounds the
+        # work for a huge replica count (a values file may ask for 10**9).
+        for r in range(min(w.replicas, PLACEMENT_LIMIT)):
+            node = next(
+                (n for n in sorted(nodes, key=lambda n: (n.gpus, -n.cpu)) if eligible(n, w) and n.fits(w.demand)),
+                None,
+            )
+            if node is None:
+                break
+            node.take(w.demand, f"{w.path}-{r}")
     count = 0
     for node in nodes:
         if not eligible(node, trial):
@@ -286,7 +293,7 @@ def effective_parallelism(nodes: list[Node], workloads: list[Workload], trial: W
         while node.fits(d) and (d.cpu or d.memory or d.gpus):
             node.take(d, "trial")
             count += 1
-            if count > 10_000:
+            if count > PLACEMENT_LIMIT:
                 return count
     return count
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
+
+
+def printable(text: str) -> str:
+    """A value echoed in a message cannot break its line: control characters and line separators
+    (which str.splitlines and terminals break on) are shown as escapes."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
 
 
 @dataclass(frozen=True)
@@ -17,7 +24,7 @@ class Problem:
     def __str__(self) -> str:
         level = "warning: " if self.warning else ""
         where = f"{self.path}: " if self.path else ""
-        return f"{self.file}: {level}{where}{self.message}"
+        return printable(f"{self.file}: {level}{where}{self.message}")
 
 
 class GeneratorError(Exception):

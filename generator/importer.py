@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from katib_nas_contract.flags import trainer_for_image
 
-from .errors import ImportExperimentError
+from .errors import ImportExperimentError, printable
 from .models import ChartValues
 from .validate import chart_defaults
 from .yamlio import coalesce, validation_problems
@@ -42,7 +42,7 @@ class _Reader:
         self.source = source
 
     def fail(self, path: str, message: str) -> ImportExperimentError:
-        return ImportExperimentError(f"{self.source}: {path}: {message}")
+        return ImportExperimentError(printable(f"{self.source}: {path}: {message}"))
 
     def get(self, node: dict[str, Any], key: str, path: str, kind: type, required: str = "") -> Any:
         """node[key] if it has type `kind`; None when absent (or refused with `required`, the fix)."""
@@ -79,15 +79,23 @@ def _find_experiment(path: Path) -> dict[str, Any]:
         raise ImportExperimentError(f"{path}: file not found; pass a Katib Experiment YAML file")
     try:
         docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ImportExperimentError(f"{path}: not valid YAML ({exc})") from None
+    except UnicodeDecodeError:
+        raise ImportExperimentError(printable(f"{path}: not UTF-8 text; save it as UTF-8")) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ImportExperimentError(
+            printable(f"{path}: {where}not valid YAML ({getattr(exc, 'problem', None) or exc})")
+        ) from None
     experiments = [d for d in docs if isinstance(d, dict) and d.get("kind") == "Experiment"]
     if len(experiments) != 1:
-        raise ImportExperimentError(f"{path}: expected one kind: Experiment document, found {len(experiments)}")
+        raise ImportExperimentError(
+            printable(f"{path}: expected one kind: Experiment document, found {len(experiments)}")
+        )
     exp: dict[str, Any] = experiments[0]
     if not str(exp.get("apiVersion", "")).startswith("kubeflow.org/"):
         raise ImportExperimentError(
-            f"{path}: apiVersion {exp.get('apiVersion')!r} is not a Katib Experiment (kubeflow.org/v1beta1)"
+            printable(f"{path}: apiVersion {exp.get('apiVersion')!r} is not a Katib Experiment (kubeflow.org/v1beta1)")
         )
     return exp
 
@@ -197,11 +205,18 @@ def _trial(r: _Reader, spec: dict[str, Any], origin: dict[str, str]) -> tuple[di
     if r.get(container, "imagePullPolicy", c_path, str):
         trial["image"]["pullPolicy"] = container["imagePullPolicy"]
         origin["trial.image.pullPolicy"] = f"{c_path}.imagePullPolicy"
-    for key, kind in (("resources", dict), ("env", list)):
+    container_fields: list[tuple[str, type]] = [("resources", dict), ("env", list)]
+    for key, kind in container_fields:
         if r.get(container, key, c_path, kind):
             trial[key] = container[key]
             origin[f"trial.{key}"] = f"{c_path}.{key}"
-    for key, kind in (("nodeSelector", dict), ("tolerations", list), ("affinity", dict), ("runtimeClassName", str)):
+    pod_fields: list[tuple[str, type]] = [
+        ("nodeSelector", dict),
+        ("tolerations", list),
+        ("affinity", dict),
+        ("runtimeClassName", str),
+    ]
+    for key, kind in pod_fields:
         if r.get(pod, key, p_path, kind):
             trial[key] = pod[key]
             origin[f"trial.{key}"] = f"{p_path}.{key}"
@@ -333,7 +348,9 @@ def import_experiment(path: Path, profile: str = "") -> dict[str, Any]:
     try:
         ChartValues.model_validate(coalesce(chart_defaults(), values))
     except ValidationError as exc:
-        lines = [f"{source}: {_spec_path(p.path, origin)}: {p.message}" for p in validation_problems(source, exc)]
+        lines = [
+            printable(f"{source}: {_spec_path(p.path, origin)}: {p.message}") for p in validation_problems(source, exc)
+        ]
         raise ImportExperimentError("\n".join(lines)) from None
     return values
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from katib_nas_contract.flags import TRAINERS
 
@@ -208,6 +208,19 @@ class Scheduling(StrictModel):
     nodeSelector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods require.")
     tolerations: list[KubeObject] = Field(default_factory=list, description="Tolerations for tainted nodes.")
     affinity: KubeObject = Field(default_factory=dict, description="Pod affinity rules.")
+
+    @field_validator("resources")
+    @classmethod
+    def _quantities(cls, resources: KubeObject) -> KubeObject:
+        """The profile checks add requests and limits up, so each must map names to quantities."""
+        for key in ("requests", "limits"):
+            amounts = resources.get(key)
+            if amounts is not None and not (
+                isinstance(amounts, dict)
+                and all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in amounts.values())
+            ):
+                raise ValueError(f"{key} must map resource names to quantities, such as cpu: 500m and memory: 1Gi")
+        return resources
 
 
 class TrialParameter(StrictModel):

@@ -24,12 +24,13 @@ def load_profile(ref: str, relative_to: Path | None = None) -> ClusterProfile:
         path = Path(ref)
         if not path.is_absolute() and relative_to is not None:
             path = relative_to / path
-        if not path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, ValueError):  # missing, a directory, a name the OS refuses, not UTF-8
             raise ProfileError(
-                f"profile {ref!r} is neither a built-in profile ({', '.join(BUILTIN_PROFILES)}) nor a file "
-                f"(looked for {path}); write one with `katib-nas profile detect -o {ref}`"
-            )
-        text = path.read_text(encoding="utf-8")
+                f"profile {ref!r} is neither a built-in profile ({', '.join(BUILTIN_PROFILES)}) nor a readable "
+                f"UTF-8 file (looked for {path}); write one with `katib-nas profile detect -o {ref}`"
+            ) from None
         source = str(path)
     try:
         data = yaml.safe_load(text)

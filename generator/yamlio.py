@@ -41,6 +41,8 @@ PATTERN_WORDS = {
     r"^[A-Za-z][A-Za-z0-9_.-]*$": "start with a letter and use only letters, digits, '_', '.' and '-'",
     r"^[^{}]+$": "use a non-empty name without '{' or '}'",
     r"^[a-z0-9-]+$": "use only lowercase letters, digits and '-'",
+    r"^[0-9]+(Ki|Mi|Gi)$": "use a whole size in Ki, Mi or Gi, such as 512Mi",
+    r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$": "use a duration in hours, minutes and whole seconds, such as 24h or 90s",
 }
 
 
@@ -57,6 +59,8 @@ def validation_problems(source: str, exc: ValidationError) -> list[Problem]:
         msg = err["msg"]
         if kind == "extra_forbidden":
             msg = "unknown key"
+        elif kind == "value_error":  # our own validators' messages say the fix already
+            msg = str(err.get("ctx", {}).get("error", msg))
         elif kind == "string_pattern_mismatch":
             pattern = str(err.get("ctx", {}).get("pattern", ""))
             msg = f"{err['input']!r} is not allowed here; {PATTERN_WORDS.get(pattern, 'fix its spelling')}"
@@ -78,6 +82,8 @@ def load_values_file(path: Path) -> dict[str, Any]:
         raise ValuesError([Problem(str(path), "", "file not found; pass the path of a values file")])
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValuesError([Problem(str(path), "", "not UTF-8 text; save it as UTF-8")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""

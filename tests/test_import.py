@@ -146,7 +146,7 @@ HPO = yaml.safe_load((EXAMPLES / "hpo-random.yaml").read_text())
 
 def _without(path: str) -> dict[str, Any]:
     """hpo-random.yaml with the node at the dotted path removed."""
-    doc = copy.deepcopy(HPO)
+    doc: dict[str, Any] = copy.deepcopy(HPO)
     *parents, last = path.split(".")
     node = doc
     for key in parents:

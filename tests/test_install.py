@@ -294,11 +294,11 @@ def _range(draw: st.DrawFn, name: str, algorithm: str) -> dict[str, Any]:
         return space
     low = max(low, 0.001) if algorithm == "bayesianoptimization" else low
     width = DOUBLE_STEPS[0] * 1.1  # room for the smallest step after rounding
-    a = draw(st.floats(low, high - width))
-    b = draw(st.floats(a + width, high))
-    space = {"min": str(a), "max": str(b)}
+    lo = draw(st.floats(low, high - width))
+    hi = draw(st.floats(lo + width, high))
+    space = {"min": str(lo), "max": str(hi)}
     if algorithm == "grid" or draw(st.booleans()):
-        space["step"] = str(draw(st.sampled_from([s for s in DOUBLE_STEPS if s <= b - a])))
+        space["step"] = str(draw(st.sampled_from([s for s in DOUBLE_STEPS if s <= hi - lo])))
     return space
 
 

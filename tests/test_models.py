@@ -107,3 +107,20 @@ def test_schema_rejects_what_plain_helm_install_must_reject(override: dict[str, 
     with pytest.raises(jsonschema.ValidationError) as err:
         jsonschema.validate(merged, build_schema(), cls=jsonschema.Draft7Validator)
     assert fragment in str(err.value.message)
+
+
+def test_every_field_pattern_is_said_in_words() -> None:
+    """A value that misses a field's pattern gets words that say the fix, never the regular expression."""
+    from generator.models import ClusterProfile
+    from generator.yamlio import PATTERN_WORDS
+
+    def patterns(node: Any) -> set[str]:
+        if isinstance(node, dict):
+            return ({node["pattern"]} if "pattern" in node else set()).union(*map(patterns, node.values()))
+        if isinstance(node, list):
+            return set().union(*map(patterns, node))
+        return set()
+
+    assert patterns(ChartValues.model_json_schema()) | patterns(ClusterProfile.model_json_schema()) <= set(
+        PATTERN_WORDS
+    )

@@ -37,7 +37,7 @@ KEYS = chart_keys(chart_defaults())
 
 def with_null(path: tuple[str, ...], remove: bool = False) -> dict[str, Any]:
     """BASE with the key at `path` set to null (or removed)."""
-    data = copy.deepcopy(BASE)
+    data: dict[str, Any] = copy.deepcopy(BASE)
     node = data
     for key in path[:-1]:
         node = node.setdefault(key, {})

@@ -632,8 +632,8 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
         "microk8s",
         {"profile": "profiles/lab.yaml"},
         [
-            "{f}: profile: profile 'profiles/lab.yaml' is neither a built-in profile (microk8s, k3s-gpu) nor a file "
-            "(looked for {d}/profiles/lab.yaml); write one with `katib-nas profile detect -o profiles/lab.yaml`"
+            "{f}: profile: profile 'profiles/lab.yaml' is neither a built-in profile (microk8s, k3s-gpu) nor a readable "
+            "UTF-8 file (looked for {d}/profiles/lab.yaml); write one with `katib-nas profile detect -o profiles/lab.yaml`"
         ],
         2,
     ),
