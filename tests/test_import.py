@@ -30,6 +30,20 @@ def _normal_space(parameters: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def katib_objective(objective: dict[str, Any]) -> dict[str, Any]:
+    """The objective after Katib's defaulting webhook (setDefaultObjective): every metric without a
+    strategy gets the objective type's direction."""
+    out = {"additionalMetricNames": [], **objective}
+    strategies = list(out.get("metricStrategies") or [])
+    given = {s["name"] for s in strategies}
+    value = {"minimize": "min", "maximize": "max"}[out["type"]]
+    for name in [out["objectiveMetricName"], *out["additionalMetricNames"]]:
+        if name not in given:
+            strategies.append({"name": name, "value": value})
+            given.add(name)
+    return {**out, "metricStrategies": strategies}
+
+
 def katib_view(exp: dict[str, Any]) -> dict[str, Any]:
     """What Katib acts on, with Katib's defaults filled in: equal views mean equivalent Experiments."""
     spec = exp["spec"]
@@ -44,7 +58,7 @@ def katib_view(exp: dict[str, Any]) -> dict[str, Any]:
     collector = spec.get("metricsCollectorSpec") or {}
     return {
         "name": exp["metadata"]["name"],
-        "objective": {"additionalMetricNames": [], **spec["objective"]},
+        "objective": katib_objective(spec["objective"]),
         "algorithm": {"algorithmSettings": [], **spec["algorithm"]},
         "earlyStopping": spec.get("earlyStopping") and {"algorithmSettings": [], **spec["earlyStopping"]},
         "parallelTrialCount": spec.get("parallelTrialCount", 3),
