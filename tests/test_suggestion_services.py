@@ -193,3 +193,29 @@ def test_the_generator_refuses_exactly_what_the_suggestion_service_refuses(
         if python is not None:
             python.close()
     print(f"\n{service}: {TRIED[service]} settings cases judged by Katib's service")
+
+
+def test_the_local_runner_gives_tpe_the_meaning_of_katibs_hyperopt_service() -> None:
+    from optuna.samplers._tpe.sampler import hyperopt_default_gamma
+
+    from generator.local.samplers import hyperopt_gamma, sampler_for
+
+    # hyperopt's split at its default gamma, as Optuna states it.
+    assert all(hyperopt_gamma(0.25)(n) == hyperopt_default_gamma(n) for n in range(500))
+    e = Experiment.model_validate(
+        {
+            "parallelTrialCount": 3,
+            "algorithm": {
+                "algorithmName": "tpe",
+                "algorithmSettings": [
+                    {"name": "gamma", "value": "0.5"},
+                    {"name": "n_EI_candidates", "value": "7"},
+                    {"name": "random_state", "value": "11"},
+                ],
+            },
+        }
+    )
+    sampler: Any = sampler_for(e, "f.yaml", 0)
+    # hyperopt samples at random for the first batch Katib asks for (n_startup_jobs=current_request_number).
+    assert sampler._n_startup_trials == 3 and sampler._n_ei_candidates == 7
+    assert sampler._gamma(100) == 5 and not sampler._multivariate
