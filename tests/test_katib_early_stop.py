@@ -134,32 +134,32 @@ def test_katib_counts_a_trial_the_trainer_marks_as_early_stopped(cluster: Contro
     custom.create_namespaced_custom_object("kubeflow.org", "v1beta1", NS, "trials", body)
 
     def trial() -> dict[str, Any]:
-        found: dict[str, Any] = custom.get_namespaced_custom_object(
-            "kubeflow.org", "v1beta1", NS, "trials", body["metadata"]["name"]
-        )
+        found = custom.get_namespaced_custom_object("kubeflow.org", "v1beta1", NS, "trials", body["metadata"]["name"])
+        assert isinstance(found, dict)
         return found
 
     _wait("Katib's trial controller never ran the trial", lambda: _conditions(trial()).get("Running") == "True", cp)
-    pods = core.list_namespaced_pod(NS, label_selector=f"batch.kubernetes.io/job-name={body['metadata']['name']}").items
-    (pod,) = pods
+    job = f"batch.kubernetes.io/job-name={body['metadata']['name']}"
+    (pod,) = _wait("no trial pod", lambda: core.list_namespaced_pod(NS, label_selector=job).items, cp)
+    assert pod.spec is not None
     account = pod.spec.service_account_name
     assert account == "nas-katib-nas-trial" and pod.spec.automount_service_account_token is True
 
     # The trainer's call, with a token of the trial pods' ServiceAccount.
     token = core.create_namespaced_service_account_token(
-        account, NS, client.AuthenticationV1TokenRequest(spec={"audiences": []})
+        account, NS, client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[]))
     )
+    assert token.status is not None
     server = cp.api().configuration.host
-    who = Cluster(server=server, token=token.status.token, namespace=NS, ca_file=cp.workdir / "ca.crt")
+    who = Cluster(server=server, token=str(token.status.token), namespace=NS, ca_file=cp.workdir / "ca.crt")
     marked = mark_early_stopped(body["metadata"]["name"], "median", who)
     assert _conditions(marked)["EarlyStopped"] == "True"
 
     # Katib's experiment controller counts it, as the Katib UI shows it.
     def counted() -> bool:
         status = experiment(cp, NS).get("status", {})
-        return status.get("trialsEarlyStopped") == 1 and status.get("earlyStoppedTrialList") == [
-            body["metadata"]["name"]
-        ]
+        stopped: list[str] = status.get("earlyStoppedTrialList") or []
+        return status.get("trialsEarlyStopped") == 1 and stopped == [body["metadata"]["name"]]
 
     _wait("the Experiment does not count the trial as early stopped", counted, cp)
     # Katib's trial controller keeps it EarlyStopped and the Job for the metrics collector (retained).
@@ -179,9 +179,9 @@ def test_katib_counts_a_trial_the_trainer_marks_as_early_stopped(cluster: Contro
         with pytest.raises(urllib.error.HTTPError) as denied:
             _call_as(who, method, path, marked)
         assert denied.value.code == 403, (method, path)
-    # Only trial pods carry the token: the extraction, batch and server pods do not mount one.
+    # Only trial pods run under it: the extraction, batch and server pods keep the release's reader account.
     others = core.list_namespaced_pod(NS, label_selector="app.kubernetes.io/component in (extract,batch,server)").items
-    assert all(p.spec.service_account_name != account for p in others)
+    assert others and all(p.spec is not None and p.spec.service_account_name != account for p in others)
 
 
 def _call_as(who: Cluster, method: str, path: str, body: Any) -> Any:
