@@ -62,6 +62,14 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def poll(measure: Callable[[], int], good: Callable[[int], bool], seconds: float) -> int:
+    """`measure()` once it is `good`, or its last value after `seconds` (the assertion says why)."""
+    deadline = time.monotonic() + seconds
+    while not good(value := measure()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
 # --- memory amplification: outputs ------------------------------------------------------------
 
 
@@ -219,7 +227,7 @@ def test_a_huge_request_head_gets_431_at_once_and_the_server_keeps_serving(serve
 def test_half_sent_requests_are_closed_after_the_read_timeout(digits_records: Path, tmp_path: Path) -> None:
     """A thousand connections that sent half a request stayed open forever (file descriptors grew)."""
     experiment = copy_records(digits_records, tmp_path / "exp", "mlp-wide")
-    with serving(experiment, tmp_path / "server.log", READ_TIMEOUT="1") as server:
+    with serving(experiment, tmp_path / "server.log", READ_TIMEOUT="2") as server:
         before = open_fds(server.proc.pid)
         socks = [raw(server.url) for _ in range(200)]
         try:
@@ -232,10 +240,8 @@ def test_half_sent_requests_are_closed_after_the_read_timeout(digits_records: Pa
             socks.append(body)
             body.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
             body.sendall(b"Content-Length: 100\r\n\r\n{")
-            time.sleep(0.3)
-            held = open_fds(server.proc.pid)
-            time.sleep(2.0)
-            after = open_fds(server.proc.pid)
+            held = poll(lambda: open_fds(server.proc.pid), lambda fds: fds >= before + 200, seconds=1.5)
+            after = poll(lambda: open_fds(server.proc.pid), lambda fds: fds <= before + 2, seconds=10)
             assert read_all(head).startswith(b"HTTP/1.1 408")
             answer = read_all(body)
             assert answer.startswith(b"HTTP/1.1 408") and b"READ_TIMEOUT" in answer, answer
