@@ -129,6 +129,15 @@ class MetricsSource(StrictModel):
     filter: OpenModel | None = Field(None, description="Katib `metricsFormat` filter (regexes with two groups).")
     httpGet: OpenModel | None = Field(None, description="PrometheusMetric collector endpoint.")
 
+    @field_validator("filter")
+    @classmethod
+    def _formats(cls, metrics_filter: OpenModel | None) -> OpenModel | None:
+        """Katib's FilterSpec.metricsFormat is a list of strings; the collector checks read each one."""
+        formats = metrics_filter.model_dump().get("metricsFormat") if metrics_filter else None
+        if formats is not None and not (isinstance(formats, list) and all(isinstance(f, str) for f in formats)):
+            raise ValueError("metricsFormat must be a list of strings, each a pattern with two groups")
+        return metrics_filter
+
 
 class MetricsCollector(StrictModel):
     # Katib v0.19's CollectorKind values its webhook admits (common_types.go, validateMetricsCollector).

@@ -191,3 +191,27 @@ def test_files_that_are_not_text_and_profile_names_the_os_refuses(tmp_path: Path
     separated.write_text(yaml.safe_dump({**DOCS["microk8s.yaml"], "profile": "lab\x1eprofile"}))
     code, stderr = run_in_process("validate", str(separated))
     assert code == 2 and len(stderr.splitlines()) == 1 and "lab\\x1eprofile" in stderr
+
+
+# What the property tests found, kept as plain cases: each gave a traceback or never finished.
+FOUND = [
+    (("trial", "resources"), {"limits": 1}, "trial.resources: limits must map resource names to quantities"),
+    (
+        ("experiment", "metricsCollector"),
+        {"kind": "StdOut", "source": {"filter": {"metricsFormat": 5}}},
+        "experiment.metricsCollector.source.filter: metricsFormat must be a list of strings",
+    ),
+    (("server", "replicas"), 10**9, "experiment.parallelTrialCount: no trial fits next to"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "said"), FOUND, ids=["limits-not-a-mapping", "formats-not-a-list", "replicas"]
+)
+def test_what_the_fuzzing_found(path: Path_, value: Any, said: str, tmp_path: Path) -> None:
+    doc = copy.deepcopy(DOCS["microk8s.yaml"])
+    doc.setdefault(path[0], {})[path[1]] = value
+    source = tmp_path / "values.yaml"
+    source.write_text(yaml.safe_dump(doc))
+    code, stderr = run_in_process("validate", str(source))
+    assert code == 2 and f"{source}: {said}" in stderr, stderr
