@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export HELM_PLUGINS := $(CURDIR)/.tools/helm-plugins
 
-.PHONY: setup venv tools browser lint mypy pytest test run serve schema docs check ct-lint node test-node bench all clean
+.PHONY: setup venv tools browser lint mypy pytest test run serve schema docs check ct-lint node test-node package bench all clean
 
 setup: venv tools browser
 
@@ -61,6 +61,14 @@ node: tools
 
 test-node: setup node
 	$(PY) -m pytest tests/test_realnode.py -m realnode
+
+# The release artifacts in $(DIST): the chart archive (`helm package`, which the test tier lints) and the
+# Python wheel, which carries the same chart as package data (generator/chart).
+DIST ?= dist
+package: venv
+	bash ci/install-tools.sh helm
+	helm package charts/katib-nas --destination $(DIST)
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir $(DIST) .
 
 # chart-testing on its own (it also runs inside `make pytest`, with helm-unittest).
 ct-lint: setup
