@@ -59,6 +59,27 @@ if [[ ! -x "$BIN/psacheck" || "$(cat "$TOOLS/.psacheck.version" 2>/dev/null)" !=
   echo "$psa_stamp" >"$TOOLS/.psacheck.version"
 fi
 
+# kservecheck: KServe's and Knative Serving's own code judging the chart's InferenceServices, at the
+# KServe version ci/kservecheck/go.mod pins (and the knative.dev/serving KServe pins), rebuilt when its
+# sources change. .tools/kserve links the files the tests read from the modules themselves: KServe's
+# default inferenceservice-config and InferenceService CRD, and the prometheus-operator ServiceMonitor CRD.
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
+ks_stamp="$(cat "$ROOT/ci/kservecheck/go.mod" "$ROOT/ci/kservecheck/go.sum" "$ROOT/ci/kservecheck/main.go" | sha256sum | cut -c1-16)"
+if [[ ! -x "$BIN/kservecheck" || "$(cat "$TOOLS/.kservecheck.version" 2>/dev/null)" != "$ks_stamp" ]]; then
+  echo "install-tools: building kservecheck (first run on this machine only)" >&2
+  (cd "$ROOT/ci/kservecheck" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "-s -w" -o "$BIN/kservecheck.tmp" .)
+  mv "$BIN/kservecheck.tmp" "$BIN/kservecheck"
+  echo "$ks_stamp" >"$TOOLS/.kservecheck.version"
+fi
+kserve_dir="$(cd "$ROOT/ci/kservecheck" && go list -mod=readonly -m -f '{{.Dir}}' github.com/kserve/kserve)"
+promop_dir="$(go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
+  | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+mkdir -p "$TOOLS/kserve"
+ln -sfn "$kserve_dir/config/configmap/inferenceservice.yaml" "$TOOLS/kserve/inferenceservice-config.yaml"
+ln -sfn "$kserve_dir/config/crd/full/serving.kserve.io_inferenceservices.yaml" "$TOOLS/kserve/inferenceservices-crd.yaml"
+ln -sfn "$promop_dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" \
+  "$TOOLS/kserve/servicemonitors-crd.yaml"
+
 # helm-unittest runs as a helm plugin: register our own build (its upstream plugin.yaml would
 # download a release binary in an install hook).
 PLUGIN_DIR="$TOOLS/helm-plugins/unittest"

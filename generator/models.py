@@ -318,10 +318,10 @@ class Persistence(StrictModel):
 class Extract(Scheduling):
     enabled: bool = Field(
         True,
-        description="The extraction pod: mounts the PVC for `kubectl cp` and keeps the best-model pointer current.",
+        description="The extraction Deployment (one pod): mounts the PVC for `kubectl cp` and keeps the best-model "
+        "pointer current.",
     )
-    restartPolicy: Literal["Always", "OnFailure", "Never"] = Field("OnFailure", description="Pod restart policy.")
-    annotations: dict[str, str] = Field(default_factory=dict, description="Pod annotations (hooks included).")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Deployment annotations (hooks included).")
 
 
 class BatchInference(Scheduling):
@@ -347,6 +347,13 @@ class ServiceMonitor(StrictModel):
 class KServe(StrictModel):
     minReplicas: int = Field(1, ge=0, description="InferenceService minimum replicas (0 scales to zero).")
     maxReplicas: int = Field(1, ge=1, description="InferenceService maximum replicas.")
+    progressDeadline: str = Field(
+        "24h",
+        description="How long Knative (Serverless mode) waits for the first Ready server pod before failing the "
+        "revision; the server is Ready only once the search has a complete trial. A Go duration in whole seconds.",
+        pattern=r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$",
+        min_length=2,
+    )
 
 
 class Server(Scheduling):
@@ -390,6 +397,15 @@ class Rbac(StrictModel):
     )
 
 
+class Istio(StrictModel):
+    sidecarInject: bool = Field(
+        False,
+        description="Istio sidecar injection into every pod the chart makes (trials, extraction, batch, server), as "
+        'the annotation `sidecar.istio.io/inject`. Off: a sidecar never exits, so trial and batch Jobs would never '
+        "complete in a namespace with injection (Kubeflow's).",
+    )
+
+
 class Capabilities(StrictModel):
     assumeCRDs: bool = Field(
         False, description="Render as if the Katib (and KServe) CRDs exist: for offline `helm template` and CI only."
@@ -409,6 +425,7 @@ class ChartValues(StrictModel):
     namespaceOverride: str = Field("", description="Namespace for all resources. @default -- the release namespace.")
     commonLabels: dict[str, str] = Field(default_factory=dict, description="Labels added to every resource.")
     capabilities: Capabilities = Field(default_factory=Capabilities, description="Render-time capability overrides.")
+    istio: Istio = Field(default_factory=Istio, description="Istio sidecar injection.")
     podSecurityContext: KubeObject = Field(
         default_factory=lambda: {
             "runAsNonRoot": True,

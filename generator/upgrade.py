@@ -32,8 +32,8 @@ def frozen_changes(deployed: dict[str, Any], wanted: dict[str, Any]) -> list[tup
             (
                 VALUE_PATHS.get(key, f"experiment ({key})"),
                 f"differs from the running Experiment {deployed['metadata']['name']}, and Katib lets a running "
-                f"Experiment change only {', '.join(EDITABLE)}; uninstall the release first, or set "
-                "experiment.name to start a new Experiment",
+                f"Experiment change only {', '.join(EDITABLE)}; set experiment.name to start a new Experiment "
+                "beside it, or uninstall the release first (either way the model PVC and its models stay)",
             )
         )
     return problems

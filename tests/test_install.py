@@ -100,8 +100,9 @@ def test_install_upgrade_rollback_uninstall(control_plane: ControlPlane, values:
     assert refused.returncode == 2
     assert refused.stderr.splitlines()[1:] == [
         f"{changed}: {path}: differs from the running Experiment nas-katib-nas, and Katib lets a running "
-        "Experiment change only parallelTrialCount, maxTrialCount, maxFailedTrialCount; uninstall the release "
-        "first, or set experiment.name to start a new Experiment"
+        "Experiment change only parallelTrialCount, maxTrialCount, maxFailedTrialCount; set experiment.name to "
+        "start a new Experiment beside it, or uninstall the release first (either way the model PVC and its "
+        "models stay)"
         for path in ("experiment.algorithm", "trial")
     ]
     assert "REVISION: 2" in helm(control_plane, "status", "nas", "--namespace", ns).stdout

@@ -190,9 +190,7 @@ def test_psacheck_catches_a_root_pod() -> None:
 def _pod_templates(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for d in docs:
-        if d["kind"] == "Pod":
-            out.append((d["metadata"]["labels"]["app.kubernetes.io/component"], d["metadata"]))
-        elif d["kind"] in ("Job", "Deployment"):
+        if d["kind"] in ("Job", "Deployment"):
             out.append((d["metadata"]["labels"]["app.kubernetes.io/component"], d["spec"]["template"]["metadata"]))
         elif d["kind"] == "Experiment":
             out.append(("trial", d["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["metadata"]))
@@ -204,12 +202,25 @@ def test_selectors_and_pods_carry_their_component(renders: dict[str, list[dict[s
     docs = renders[path.name]
     for component, meta in _pod_templates(docs):
         assert meta["labels"]["app.kubernetes.io/component"] == component
-        if component != "extract":  # a bare Pod's own labels; templates keep the chart version out
-            assert "helm.sh/chart" not in meta["labels"]
+        assert "helm.sh/chart" not in meta["labels"]
     for svc in by_kind(docs, "Service"):
         assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "server"
     for deploy in by_kind(docs, "Deployment"):
-        assert deploy["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "server"
+        component = deploy["metadata"]["labels"]["app.kubernetes.io/component"]
+        assert deploy["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == component
+
+
+@pytest.mark.parametrize("sidecar", [False, True])
+@pytest.mark.parametrize("mode", ["fastapi", "kserve"])
+def test_every_pod_carries_the_istio_sidecar_setting(mode: str, sidecar: bool) -> None:
+    """Trials, extraction, batch and server pods alike: in a namespace with Istio injection (Kubeflow's)
+    a sidecar keeps trial and batch Jobs from ever completing."""
+    values = {"server": {"mode": mode}, "istio": {"sidecarInject": sidecar}}
+    docs = helm_template(values=values)
+    pods = [meta.get("annotations", {}) for _, meta in _pod_templates(docs)]
+    pods += [isvc["spec"]["predictor"].get("annotations", {}) for isvc in by_kind(docs, "InferenceService")]
+    assert len(pods) == 4  # trial, extract, batch, server
+    assert [a.get("sidecar.istio.io/inject") for a in pods] == [str(sidecar).lower()] * 4
 
 
 def test_component_names_fit_63_characters() -> None:
@@ -264,7 +275,6 @@ MUTATIONS: dict[str, Any] = {
     "persistence.accessModes": ["ReadWriteMany"],
     "persistence.storageClassName": "fast",
     "persistence.mountPath": "/data",
-    "extract.restartPolicy": "Never",
     "extract.tolerations": [{"key": "k", "operator": "Exists"}],
     "batchInference.restartPolicy": "OnFailure",
     "batchInference.ttlSecondsAfterFinished": 60,
@@ -276,6 +286,7 @@ MUTATIONS: dict[str, Any] = {
     "server.service.type": "NodePort",
     "server.tolerations": [{"key": "k", "operator": "Exists"}],
     "server.serviceMonitor.interval": "10s",
+    "server.kserve.progressDeadline": "1h",
     "server.env": [{"name": "MAX_CONNECTIONS", "value": "64"}],
     "server.tmpSizeLimit": "32Mi",
 }
@@ -289,6 +300,7 @@ CONTEXT: dict[str, dict[str, Any]] = {
     "trial.retain": {"experiment": {"earlyStopping": {"enabled": False}}},  # early stopping always retains
     "server.kserve.minReplicas": {"server": {"mode": "kserve"}},
     "server.kserve.maxReplicas": {"server": {"mode": "kserve"}},
+    "server.kserve.progressDeadline": {"server": {"mode": "kserve"}},
     "server.kserve.progressDeadline": {"server": {"mode": "kserve"}},
     "server.serviceMonitor.interval": {"server": {"serviceMonitor": {"enabled": True}}},
 }

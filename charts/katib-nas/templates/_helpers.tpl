@@ -108,6 +108,14 @@ keras:
 {{- end }}
 {{- end }}
 
+{{/*
+Annotations of every pod the chart makes (trials, extraction, batch, server): Istio's sidecar
+injection as istio.sidecarInject says. A sidecar never exits, so with injection on a Job never completes.
+*/}}
+{{- define "katib-nas.podAnnotations" -}}
+sidecar.istio.io/inject: {{ .Values.istio.sidecarInject | toString | quote }}
+{{- end }}
+
 {{/* The claim every workload mounts. */}}
 {{- define "katib-nas.claimName" -}}
 {{- if .Values.persistence.existingClaim }}
@@ -122,13 +130,22 @@ keras:
 - name: models
   persistentVolumeClaim:
     claimName: {{ include "katib-nas.claimName" . }}
-- name: tmp
-  emptyDir: {}
+{{ include "katib-nas.tmpVolume" . }}
 {{- end }}
 
 {{- define "katib-nas.volumeMounts" -}}
 - name: models
   mountPath: {{ .Values.persistence.mountPath }}
+{{ include "katib-nas.tmpVolumeMount" . }}
+{{- end }}
+
+{{/* The writable /tmp alone (the KServe predictor, whose model volume KServe mounts). */}}
+{{- define "katib-nas.tmpVolume" -}}
+- name: tmp
+  emptyDir: {}
+{{- end }}
+
+{{- define "katib-nas.tmpVolumeMount" -}}
 - name: tmp
   mountPath: /tmp
 {{- end }}

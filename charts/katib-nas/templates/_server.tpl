@@ -34,30 +34,33 @@
     - "--port={{ .Values.server.containerPort | int }}"
   env:
     - name: MODEL_DIR
-      value: {{ include "katib-nas.experimentDir" . | quote }}
+      value: {{ include "katib-nas.server.modelDir" . | quote }}
     - name: MODEL_NAME
       value: {{ .Values.server.modelName | quote }}
     {{- with .Values.server.env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+    {{- if eq .Values.server.mode "kserve" }}
+    {{- include "katib-nas.kserve.env" . | nindent 4 }}
+    {{- end }}
   ports:
-    - name: http
+    - name: {{ include "katib-nas.server.portName" . }}
       containerPort: {{ .Values.server.containerPort | int }}
       protocol: TCP
   livenessProbe:
     httpGet:
       path: /v2/health/live
-      port: http
+      port: {{ include "katib-nas.server.portName" . }}
   readinessProbe:
     httpGet:
       path: /v2/health/ready
-      port: http
+      port: {{ include "katib-nas.server.portName" . }}
   {{- if eq .Values.server.mode "fastapi" }}
   # Liveness waits until the process first answers (imports and the first model load), up to 2 min.
   startupProbe:
     httpGet:
       path: /v2/health/live
-      port: http
+      port: {{ include "katib-nas.server.portName" . }}
     periodSeconds: 2
     failureThreshold: 60
   {{- end }}
@@ -65,16 +68,19 @@
   resources:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- with .Values.securityContext }}
+  {{- with include "katib-nas.server.securityContext" . }}
   securityContext:
-    {{- toYaml . | nindent 4 }}
+    {{- . | nindent 4 }}
   {{- end }}
   volumeMounts:
+    {{- if eq .Values.server.mode "kserve" }}
+    {{- include "katib-nas.tmpVolumeMount" . | nindent 4 }}
+    {{- else }}
     - name: models  # the server only reads the records and the pointer
       mountPath: {{ .Values.persistence.mountPath }}
       readOnly: true
-    - name: tmp
-      mountPath: /tmp
+    {{- include "katib-nas.tmpVolumeMount" . | nindent 4 }}
+    {{- end }}
 {{- end }}
 
 {{/*
