@@ -106,7 +106,7 @@ def _api_server_refusal(cp: ControlPlane, pod: dict[str, Any]) -> str | None:
     from kubernetes.client.exceptions import ApiException
 
     core: Any = client.CoreV1Api(cp.api())
-    account = pod["spec"].get("serviceAccountName")
+    account = pod["spec"].get("serviceAccountName") or "default"  # no controller manager makes "default" here
     if account:
         try:
             core.create_namespaced_service_account(
@@ -124,7 +124,7 @@ def _api_server_refusal(cp: ControlPlane, pod: dict[str, Any]) -> str | None:
     return None
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(st.lists(metrics_layouts(), min_size=4, max_size=4))
 def test_the_generator_refuses_exactly_the_metrics_paths_katibs_mutated_pods_are_refused_for(
     control_plane: ControlPlane, layouts: list[tuple[str, str, str]]
