@@ -301,7 +301,6 @@ CONTEXT: dict[str, dict[str, Any]] = {
     "server.kserve.minReplicas": {"server": {"mode": "kserve"}},
     "server.kserve.maxReplicas": {"server": {"mode": "kserve"}},
     "server.kserve.progressDeadline": {"server": {"mode": "kserve"}},
-    "server.kserve.progressDeadline": {"server": {"mode": "kserve"}},
     "server.serviceMonitor.interval": {"server": {"serviceMonitor": {"enabled": True}}},
 }
 
