@@ -295,7 +295,7 @@ def _control_plane(node: Node) -> None:
          "--client-ca-file", str(w / "ca.crt"), "--token-auth-file", str(w / "tokens.csv"),
          "--authorization-mode", "Node,RBAC", "--enable-admission-plugins", "NodeRestriction",
          "--kubelet-client-certificate", str(w / "kubelet-client.crt"),
-         "--kubelet-client-key", str(w / "kubelet-client.key"),
+         "--kubelet-client-key", str(w / "kubelet-client.key"), "--kubelet-preferred-address-types", "InternalIP",
          "--service-account-key-file", str(w / "sa.pub"), "--service-account-signing-key-file", str(w / "sa.key"),
          "--service-account-issuer", server, "--service-cluster-ip-range", SERVICE_CIDR],
     )  # fmt: skip

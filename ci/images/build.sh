@@ -43,7 +43,7 @@ save() {
   mv "$CACHE/$name.tar.tmp" "$CACHE/$name.tar"
   # Older builds of the same image leave the list and the cache.
   local prefix="${name%-*}"
-  grep -o "^$prefix-[0-9a-f]*\.tar" "$CACHE/images.txt" 2>/dev/null | grep -vxF "$name.tar" | sed "s|^|$CACHE/|" | xargs -r rm -f
+  grep -o "^$prefix-[0-9a-f]*\.tar" "$CACHE/images.txt" 2>/dev/null | grep -vxF "$name.tar" | sed "s|^|$CACHE/|" | xargs -r rm -f || true
   grep -v "^$prefix-[0-9a-f]*\.tar " "$CACHE/images.txt" 2>/dev/null >"$CACHE/images.txt.tmp" || true
   for tag in "$@"; do echo "$name.tar $tag" >>"$CACHE/images.txt.tmp"; done
   mv "$CACHE/images.txt.tmp" "$CACHE/images.txt"
