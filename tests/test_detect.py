@@ -186,7 +186,8 @@ def test_detect_reads_which_service_serves_each_algorithm_from_katib_config(bare
     cp = bare_cluster
     _create(cp, [_node("laptop", {"microk8s.io/cluster": "true"})])
     core = client.CoreV1Api(cp.api())
-    config = yaml.safe_load(core.read_namespaced_config_map("katib-config", "kubeflow").data["katib-config.yaml"])
+    stored: Any = core.read_namespaced_config_map("katib-config", "kubeflow")
+    config = yaml.safe_load(stored.data["katib-config.yaml"])
     for entry in config["runtime"]["suggestions"]:
         if entry["algorithmName"] == "tpe":
             entry["image"] = "ghcr.io/kubeflow/katib/suggestion-optuna:v0.19.0"
@@ -196,7 +197,7 @@ def test_detect_reads_which_service_serves_each_algorithm_from_katib_config(bare
         "algorithmName": "tpe",
         "algorithmSettings": [{"name": "n_startup_trials", "value": "6"}],
     }
-    verdicts = []
+    verdicts: list[tuple[str, list[str]]] = []
     for katib_config in (None, patched):
         if katib_config is not None:
             core.patch_namespaced_config_map("katib-config", "kubeflow", katib_config)

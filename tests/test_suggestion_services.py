@@ -141,6 +141,7 @@ class PythonService:
         # The service images' PYTHONPATH (cmd/suggestion/<service>/v1beta1/Dockerfile).
         path = [katib, katib / "pkg/apis/manager/v1beta1/python", katib / "pkg/apis/manager/health/python"]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(map(str, path)), PYTHONWARNINGS="ignore")
+        self.service = service
         self.proc = subprocess.Popen(
             [str(python), str(ROOT / "ci" / "suggestion_validate.py"), service],
             stdin=subprocess.PIPE,
@@ -154,7 +155,7 @@ class PythonService:
         self.proc.stdin.write(json.dumps(requests) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
-        assert line, f"the {self.proc.args} process ended"
+        assert line, f"{self.service} suggestion service process ended"
         verdicts: list[dict[str, Any]] = json.loads(line)
         return verdicts
 

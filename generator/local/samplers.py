@@ -61,7 +61,7 @@ def sampler_for(experiment: Experiment, source: str, seed: int) -> BaseSampler:
                 n_ei_candidates=int(settings.get("n_EI_candidates", 24)),
                 gamma=hyperopt_gamma(float(settings.get("gamma", 0.25))),
                 # Optuna's defaults are hyperopt's prior, magic clip and endpoints (its hyperopt_parameters).
-                **({"prior_weight": float(settings["prior_weight"])} if "prior_weight" in settings else {}),
+                prior_weight=float(settings["prior_weight"]) if "prior_weight" in settings else None,
                 constant_liar=False,
             )
     if name == "multivariate-tpe":
