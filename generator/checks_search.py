@@ -2,8 +2,10 @@
 Katib accepts but fails on later (in the suggestion service, the trial pods or the collector).
 
 Each check yields (value path, message) pairs; the message says what is wrong and how to fix it.
-Katib sources these rules follow: pkg/webhook/v1beta1/experiment/validator/validator.go, the
-ValidateAlgorithmSettings of the suggestion services and ValidateEarlyStoppingSettings of medianstop.
+Katib sources these rules follow: pkg/webhook/v1beta1/experiment/validator/validator.go and
+ValidateEarlyStoppingSettings of medianstop. Algorithm settings are judged by the service that serves
+the algorithm on the profile's cluster (suggestion_services.py, called by validate.py); the metrics
+collector's directory and filters by what Katib's pod mutator and Go's regexp do (checks_metrics.py).
 """
 
 from __future__ import annotations
