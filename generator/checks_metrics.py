@@ -77,9 +77,26 @@ def check_metrics_directory(values: ChartValues) -> Iterator[Finding]:
     )
 
 
+def _has_any_byte_escape(pattern: str) -> bool:
+    """Whether the pattern uses \\C, which C++ RE2 accepts and Go's regexp refuses (text quoted
+    between \\Q and \\E, or to the end, is literal)."""
+    i = 0
+    while i < len(pattern) - 1:
+        if pattern[i] != "\\":
+            i += 1
+        elif pattern[i + 1] == "Q":
+            end = pattern.find("\\E", i + 2)
+            i = len(pattern) if end < 0 else end + 2
+        elif pattern[i + 1] == "C":
+            return True
+        else:
+            i += 2
+    return False
+
+
 def regex_error(pattern: str) -> str | None:
     """RE2's reason for refusing a pattern (what Go's regexp.Compile refuses too), or None."""
-    if "\\C" in pattern.replace("\\\\", ""):
+    if _has_any_byte_escape(pattern):
         return "invalid escape sequence: \\C (any byte) is not in Go's RE2 syntax"
     try:
         re2.compile(pattern, options=_RE2)
