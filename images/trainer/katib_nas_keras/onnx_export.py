@@ -2,8 +2,9 @@
 
 tf2onnx 1.17 (the usual converter) converts these Keras 3 models with ReLU, but turns Keras's GELU
 into an `Erfc` node, which is no ONNX operator, so onnxruntime refuses the model; it also takes about
-3 s per export. The trainer builds only a few layer types, each a few ONNX operators. The graph takes (batch, C, H, W) float32 and returns logits, like the PyTorch
-trainer's export, so the server loads either unchanged. The caller checks the result against
+3 s per export. The trainer builds only a few layer types, each a few ONNX operators. The graph takes
+(batch, C, H, W) float32 and returns logits, like the PyTorch trainer's export, so the server loads
+either unchanged. The caller checks the result against
 TensorFlow's own outputs before the model is published."""
 
 from __future__ import annotations
