@@ -284,7 +284,9 @@ def _experiment(r: _Reader, exp: dict[str, Any], origin: dict[str, str]) -> dict
     experiment: dict[str, Any] = {
         "name": name,
         # Katib records no additional metrics when the list is left out (the chart's default is ["loss"]).
-        "objective": _with_katib_strategies({"additionalMetricNames": [], **objective}),
+        "objective": _with_katib_strategies(
+            {**objective, "additionalMetricNames": _or(objective.get("additionalMetricNames"), [])}
+        ),
         "algorithm": {
             "algorithmName": algorithm_name,
             "algorithmSettings": r.get(algorithm, "algorithmSettings", "spec.algorithm", list) or [],
@@ -326,10 +328,12 @@ def _with_katib_strategies(objective: dict[str, Any]) -> dict[str, Any]:
     """The objective with the metricStrategies Katib's defaulting webhook gives the metrics it leaves
     out (experiment_defaults.go setDefaultObjective: the objective type's direction, for the objective
     and the additional metrics alike), written out so the chart's own defaults do not apply."""
-    strategies = objective.get("metricStrategies")
-    names = [objective.get("objectiveMetricName"), *(objective.get("additionalMetricNames") or [])]
-    if not isinstance(strategies, list | type(None)) or not all(isinstance(n, str) for n in names):
+    strategies, additional = objective.get("metricStrategies"), objective.get("additionalMetricNames")
+    if not isinstance(strategies, list | None) or not isinstance(additional, list):
         return objective  # the model refuses these, naming the path
+    names = [objective.get("objectiveMetricName"), *additional]
+    if not all(isinstance(n, str) for n in names):
+        return objective
     given = {s.get("name") for s in strategies or [] if isinstance(s, dict)}
     value = {"minimize": "min", "maximize": "max"}.get(str(objective.get("type")), "latest")
     added = [{"name": n, "value": value} for n in dict.fromkeys(names) if n not in given]
