@@ -792,7 +792,21 @@ def install_katib(node: Node, restricted: bool = True) -> None:
         for doc in docs:
             if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "katib-config":
                 doc["data"]["katib-config.yaml"] = restricted_katib_config(doc["data"]["katib-config.yaml"])
-    node.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(docs))
+    # The pod webhook covers Katib's own namespace (it carries the injection label) and fails
+    # closed, so the webhook configurations go in once Katib's pods exist; applied together, the
+    # controller's own pod can lose the race to its webhook and never be created.
+    hooks = [d for d in docs if d["kind"].endswith("WebhookConfiguration")]
+    rest = [d for d in docs if d not in hooks]
+    node.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(rest))
     node.kubectl("-n", "kubeflow", "wait", "--for=condition=Available", "--timeout=300s",
                  *(f"deployment/{d}" for d in KATIB_DEPLOYMENTS), timeout=330)  # fmt: skip
+    node.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(hooks))
+
+    def ca_injected() -> bool:  # Katib's certificate generator patches its CA into both configurations
+        found = [
+            json.loads(node.kubectl("get", f"{h['kind'].lower()}", h["metadata"]["name"], "-o", "json")) for h in hooks
+        ]
+        return all(w.get("clientConfig", {}).get("caBundle") for f in found for w in f["webhooks"])
+
+    node.wait(ca_injected, "Katib's webhook CA", 120)
     node.timings["Katib ready"] = time.monotonic() - started

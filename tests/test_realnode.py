@@ -141,8 +141,8 @@ def restricted_namespace(node: Node, name: str) -> None:
 
 
 def custom(node: Node, plural: str, namespace: str, name: str | None = None) -> Any:
-    args = ["-n", namespace, "get", f"{plural}.kubeflow.org", "-o", "json"]
-    return json.loads(node.kubectl(*args[:3], *([name] if name else []), *args[3:]))
+    found = node.kubectl("-n", namespace, "get", f"{plural}.kubeflow.org", *([name] if name else []), "-o", "json")
+    return json.loads(found)
 
 
 def condition(obj: dict[str, Any], kind: str) -> bool:

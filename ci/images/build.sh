@@ -129,7 +129,7 @@ build_katib_go() {
   have "$prog-$k" "$tag" && return 0
   local c && c="$(buildah from --quiet katib-nas.local/busybox:1.35)"
   buildah copy --quiet "$c" "$NODE_BIN/$prog" "/app/$prog" >/dev/null
-  buildah config --workingdir /app --entrypoint "[\"./$prog\"]" --cmd '' "$c"
+  buildah config --workingdir /app --entrypoint "[\"./$prog\"]" --cmd '[]' "$c"
   buildah commit --quiet --rm "$c" "$tag" >/dev/null
   save "$prog-$k" "$tag"
 }
@@ -137,18 +137,21 @@ build_katib_go() {
 # mysql:8.0.29 stand-in for Katib's katib-mysql Deployment: Debian's MariaDB with an entrypoint that
 # does what the official image's does for the variables Katib sets (ci/images/mysql-entrypoint.sh).
 build_mysql() {
-  local k && k="$(key build_mysql "$HERE/mysql-entrypoint.sh")"
+  local k && k="$(key build_mysql "$HERE/mysql-entrypoint.sh" "$HERE/mysql-katib-nas.cnf")"
   have "mysql-$k" docker.io/library/mysql:8.0.29 && return 0
-  local work && work="$(mktemp -d)"
-  rootfs "$work/mysql.tar" mariadb-server,mariadb-client,bash \
-    'mkdir -p $1/run/mysqld $1/var/lib/mysql && chmod 1777 $1/run/mysqld $1/var/lib/mysql && echo "mysql999:x:999:999::/var/lib/mysql:/bin/false" >>$1/etc/passwd && echo "mysql999:x:999:" >>$1/etc/group'
-  from_tar "$work/mysql.tar" localhost/mariadb-base
+  if ! buildah inspect --type image localhost/mariadb-base >/dev/null 2>&1; then
+    local work && work="$(mktemp -d)"
+    rootfs "$work/mysql.tar" mariadb-server,mariadb-client,bash \
+      'echo "mysql999:x:999:999::/var/lib/mysql:/bin/false" >>$1/etc/passwd && echo "mysql999:x:999:" >>$1/etc/group'
+    from_tar "$work/mysql.tar" localhost/mariadb-base
+    rm -rf "$work"
+  fi
   local c && c="$(buildah from --quiet localhost/mariadb-base)"
   buildah copy --quiet --chmod 0755 "$c" "$HERE/mysql-entrypoint.sh" /usr/local/bin/docker-entrypoint.sh >/dev/null
+  buildah copy --quiet --chmod 0644 "$c" "$HERE/mysql-katib-nas.cnf" /etc/mysql/mariadb.conf.d/99-katib-nas.cnf >/dev/null
   buildah config --entrypoint '["docker-entrypoint.sh"]' --cmd mysqld --port 3306 --user 999 "$c"
   buildah commit --quiet --rm "$c" docker.io/library/mysql:8.0.29 >/dev/null
   save "mysql-$k" docker.io/library/mysql:8.0.29
-  rm -rf "$work"
 }
 
 # Katib's Python services, with Katib's own Dockerfiles on its module source.

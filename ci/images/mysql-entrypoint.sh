@@ -21,12 +21,13 @@ if [[ ! -d "$datadir/mysql" ]]; then
     exit 1
   fi
   mkdir -p "$datadir"
+  trap 'rm -rf "$datadir"' ERR # a half-initialised data directory would skip this step next time
   mariadb-install-db --datadir="$datadir" --auth-root-authentication-method=normal --skip-test-db >/dev/null
-  "${server[@]}" --skip-networking --socket=/run/mysqld/init.sock &
+  "${server[@]}" --skip-networking --socket=/tmp/init.sock &
   pid=$!
-  for _ in $(seq 60); do mariadb-admin --socket=/run/mysqld/init.sock ping >/dev/null 2>&1 && break; sleep 1; done
+  for _ in $(seq 60); do mariadb-admin --socket=/tmp/init.sock ping >/dev/null 2>&1 && break; sleep 1; done
   pw="${MYSQL_ROOT_PASSWORD:-}"
-  mariadb --socket=/run/mysqld/init.sock -u root <<SQL
+  mariadb --socket=/tmp/init.sock -u root <<SQL
 CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '$pw';
 GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;
 ALTER USER 'root'@'localhost' IDENTIFIED BY '$pw';
@@ -34,6 +35,7 @@ ${MYSQL_DATABASE:+CREATE DATABASE IF NOT EXISTS \`$MYSQL_DATABASE\`;}
 FLUSH PRIVILEGES;
 SQL
   kill "$pid" && wait "$pid" || true
+  trap - ERR
   echo "docker-entrypoint: initialised $datadir" >&2
 fi
 exec "${server[@]}"
