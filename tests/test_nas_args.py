@@ -29,7 +29,9 @@ NN_CONFIG = (
     "'opt_type': 'convolution', 'opt_params': {'filter_size': '3', 'num_filter': '32'}}}}"
 )
 ASSIGNMENTS = [{"name": "architecture", "value": ARCHITECTURE}, {"name": "nn_config", "value": NN_CONFIG}]
-ARGV_DUMP = "import json, pathlib, sys\npathlib.Path(__file__).with_suffix('.json').write_text(json.dumps(sys.argv[1:]))\n"
+ARGV_DUMP = (
+    "import json, pathlib, sys\npathlib.Path(__file__).with_suffix('.json').write_text(json.dumps(sys.argv[1:]))\n"
+)
 
 
 def _run_wrapped(container: dict[str, Any], katib_dir: Path, workdir: Path) -> list[str]:
