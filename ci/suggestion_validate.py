@@ -26,6 +26,7 @@ CLASSES = {
     "skopt": "SkoptService",
     "hyperband": "HyperbandService",
     "pbt": "PbtService",
+    "medianstop": "MedianStopService",
 }
 
 
@@ -45,14 +46,19 @@ class Context:
 def main():
     service = sys.argv[1]
     api_pb2 = importlib.import_module("pkg.apis.manager.v1beta1.python.api_pb2")
-    module = importlib.import_module(f"pkg.suggestion.v1beta1.{service}.service")
+    if service == "medianstop":  # the early-stopping service: its own request and method
+        module = importlib.import_module("pkg.earlystopping.v1beta1.medianstop.service")
+        request_type, method = api_pb2.ValidateEarlyStoppingSettingsRequest, "ValidateEarlyStoppingSettings"
+    else:
+        module = importlib.import_module(f"pkg.suggestion.v1beta1.{service}.service")
+        request_type, method = api_pb2.ValidateAlgorithmSettingsRequest, "ValidateAlgorithmSettings"
     for line in sys.stdin:
         results = []
         for raw in json.loads(line):
-            request = json_format.ParseDict(raw, api_pb2.ValidateAlgorithmSettingsRequest())
+            request = json_format.ParseDict(raw, request_type())
             context = Context()
             try:
-                getattr(module, CLASSES[service])().ValidateAlgorithmSettings(request, context)
+                getattr(getattr(module, CLASSES[service])(), method)(request, context)
             except Exception as exc:  # the gRPC server answers an error status for it
                 results.append({"error": f"{type(exc).__name__}: {exc}"})
                 continue

@@ -21,7 +21,7 @@ from katib_nas_contract.flags import Spec, Trainer, trainer_for_image
 
 from .checks_metrics import check_metrics_directory, check_metrics_formats
 from .models import ChartValues, Experiment, Parameter, Setting
-from .suggestion_services import grid_points
+from .suggestion_services import grid_points, py_int
 
 Finding = tuple[str, str]
 
@@ -245,14 +245,17 @@ def _early_stopping(values: ChartValues) -> Iterator[Finding]:
     )
     for i, s in enumerate(es.algorithmSettings):
         value = str(s.value)
+        # medianstop's ValidateEarlyStoppingSettings parses with Python's int(); the trainer's rules take digits.
+        digits = int(value) if _INT_SETTING.match(value) else None
+        number = py_int(value) if es.algorithmName == "medianstop" else digits
         if s.name == "min_trials_required":
-            if not _INT_SETTING.match(value) or int(value) <= 0:
+            if number is None or number <= 0:
                 yield (f"{path}[{i}].value", f"min_trials_required must be an integer > 0, not {value!r}")
         elif s.name == "start_step":
-            if not _INT_SETTING.match(value) or int(value) < 1:
+            if number is None or number < 1:
                 yield (f"{path}[{i}].value", f"start_step must be an integer >= 1, not {value!r}")
         elif s.name == "reduction_factor" and s.name in known:
-            if not _INT_SETTING.match(value) or int(value) < 2:
+            if number is None or number < 2:
                 yield (f"{path}[{i}].value", f"reduction_factor must be an integer >= 2, not {value!r}")
         else:
             yield (f"{path}[{i}].name", f"{es.algorithmName} has no setting {s.name!r}; use {' or '.join(known)}")

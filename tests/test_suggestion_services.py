@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -133,14 +134,14 @@ def _generator_refuses(values: ChartValues, case: dict[str, Any], service: str) 
 class PythonService:
     """One of Katib's Python suggestion services, imported once in its own venv (ci/suggestion_validate.py)."""
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, **extra_env: str) -> None:
         python = SERVICES / service / "bin" / "python"
         if not python.is_file():
             pytest.fail(f"{python} is missing: run `bash ci/install-suggestion-services.sh` first", pytrace=False)
         katib = (SERVICES / "katib").resolve()
         # The service images' PYTHONPATH (cmd/suggestion/<service>/v1beta1/Dockerfile).
         path = [katib, katib / "pkg/apis/manager/v1beta1/python", katib / "pkg/apis/manager/health/python"]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(map(str, path)), PYTHONWARNINGS="ignore")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(map(str, path)), PYTHONWARNINGS="ignore", **extra_env)
         self.service = service
         self.proc = subprocess.Popen(
             [str(python), str(ROOT / "ci" / "suggestion_validate.py"), service],
@@ -220,3 +221,68 @@ def test_the_local_runner_gives_tpe_the_meaning_of_katibs_hyperopt_service() -> 
     # hyperopt samples at random for the first batch Katib asks for (n_startup_jobs=current_request_number).
     assert sampler._n_startup_trials == 3 and sampler._n_ei_candidates == 7
     assert sampler._gamma(100) == 5 and not sampler._multivariate
+
+
+MEDIANSTOP_NAMES = ["min_trials_required", "start_step", "reduction_factor", "bogus"]
+
+
+# medianstop's constructor loads a kubeconfig outside a pod (it talks to the API only when stopping
+# trials, never to validate); this one points at a loopback port nothing listens on.
+KUBECONFIG = {
+    "apiVersion": "v1",
+    "kind": "Config",
+    "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:1"}}],
+    "users": [{"name": "none", "user": {}}],
+    "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
+    "current-context": "none",
+}
+
+
+@pytest.fixture(scope="module")
+def medianstop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PythonService]:
+    kubeconfig = tmp_path_factory.mktemp("medianstop") / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(KUBECONFIG))
+    service = PythonService("medianstop", KUBECONFIG=str(kubeconfig))
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from(MEDIANSTOP_NAMES),
+                st.one_of(st.sampled_from(BOUNDARIES), st.sampled_from(VALUES), st.integers(-3, 40).map(str)),
+            ),
+            max_size=3,
+        ),
+        min_size=BATCH,
+        max_size=BATCH,
+    )
+)
+def test_the_generator_refuses_exactly_the_medianstop_settings_katibs_service_refuses(
+    medianstop: PythonService, batch: list[list[tuple[str, str]]]
+) -> None:
+    """medianstop's own ValidateEarlyStoppingSettings (pkg/earlystopping/v1beta1/medianstop) in the
+    venv of its requirements; the request is what Katib's suggestion controller sends for it."""
+    from generator.checks_search import check_search
+
+    base = yaml.safe_load((ROOT / "values" / "microk8s.yaml").read_text())
+    settings_of = [[{"name": n, "value": v} for n, v in pairs] for pairs in batch]
+    requests = [{"earlyStopping": {"algorithmName": "medianstop", "algorithmSettings": c}} for c in settings_of]
+    verdicts = medianstop.validate(requests)
+    TRIED["medianstop"] = TRIED.get("medianstop", 0) + len(batch)
+    for pairs, verdict in zip(batch, verdicts, strict=True):
+        data = copy.deepcopy(base)
+        data["experiment"]["earlyStopping"] = {
+            "enabled": True,
+            "algorithmName": "medianstop",
+            "algorithmSettings": [{"name": n, "value": v} for n, v in pairs],
+        }
+        report = validate_data(data, "v.yaml")
+        assert report.values is not None, [str(p) for p in report.problems]
+        ours = [m for p, m in check_search(report.values, "nas") if p.startswith("experiment.earlyStopping.algorithm")]
+        assert bool(ours) == ("error" in verdict), (pairs, ours, verdict)
