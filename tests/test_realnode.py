@@ -36,22 +36,27 @@ TIMINGS: dict[str, float] = {}
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Node]:
     """One node for the module. Its teardown must leave the host as it found it, or the run fails."""
+    request.config.pluginmanager.register(TimingReport(), "realnode-timings")
     before = host_state()
     workdir = tmp_path_factory.mktemp("node")
     with real_node(workdir) as started:
         yield started
     TIMINGS.update(started.timings)
     after = host_state()
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("\nreal-node tier timings:")
-        for what, seconds in TIMINGS.items():
-            reporter.write_line(f"  {what:<28} {seconds:7.1f} s")
     changed = {key: (before[key], after[key]) for key in before if before[key] != after[key]}
     assert not changed, "teardown left the host changed:\n" + "\n".join(
         f"{key}: before {json.dumps(b)[:1500]}\n{' ' * len(key)}  after  {json.dumps(a)[:1500]}"
         for key, (b, a) in changed.items()
     )
+
+
+class TimingReport:
+    """Prints the tier's timing table after the run (cluster start, Experiments, teardown)."""
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        terminalreporter.write_sep("-", "real-node tier timings")
+        for what, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{what:<34} {seconds:7.1f} s")
 
 
 def wait_pod(node: Node, namespace: str, name: str, phase: str, seconds: float = 120) -> dict[str, Any]:
@@ -266,3 +271,58 @@ def test_search_serves_and_keeps_the_best_model(katib: Node) -> None:
     assert helm.returncode == 0, helm.stderr
     assert node.kubectl("-n", NAMESPACE, "get", "pvc", f"{EXPERIMENT}-models", "-o", "name").strip()
     assert (models / "best.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("release", "algorithm", "early_stopping", "labels"),
+    [
+        # tpe through Katib's hyperopt service, in a restricted namespace.
+        ("tpe", "tpe", None, {**RESTRICTED, **INJECTION}),
+        # Katib's own medianstop service. Katib v0.19.0 has no securityContext setting for its
+        # early-stopping container, so its suggestion pod cannot run under the restricted standard:
+        # this namespace enforces baseline.
+        ("medianstop", "random", "medianstop", {"pod-security.kubernetes.io/enforce": "baseline", **INJECTION}),
+    ],
+)
+def test_katib_algorithms(
+    katib: Node, release: str, algorithm: str, early_stopping: str | None, labels: dict[str, str]
+) -> None:
+    """Cheaper cases: the Experiment runs to the end with the named Katib service; medianstop
+    sets early-stopping rules on the trials it sees after its minimum."""
+    node = katib
+    namespace = f"e2e-{release}"
+    node.kubectl("create", "namespace", namespace)
+    node.kubectl("label", "namespace", namespace, *(f"{k}={v}" for k, v in labels.items()))
+    values = yaml.safe_load(VALUES.read_text())
+    values["experiment"].update(maxTrialCount=4, parallelTrialCount=2)
+    values["experiment"]["algorithm"] = {"algorithmName": algorithm}
+    if early_stopping:
+        values["experiment"]["earlyStopping"] = {
+            "enabled": True,
+            "algorithmName": early_stopping,
+            "algorithmSettings": [{"name": "min_trials_required", "value": "2"}, {"name": "start_step", "value": "2"}],
+        }
+    else:
+        values["experiment"]["earlyStopping"] = {"enabled": False}
+    for part in ("extract", "batchInference", "server"):
+        values[part] = {"enabled": False}
+    path = node.workdir / f"{release}-values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    started = time.monotonic()
+    installed = katib_nas(node, "install", str(path), "--namespace", namespace, "--release", release)
+    assert installed.returncode == 0, installed.stderr
+    name = f"{release}-katib-nas"
+    exp = wait_experiment(node, namespace, name, 600)
+    TIMINGS[f"Experiment {release} (4 trials)"] = time.monotonic() - started
+    assert condition(exp, "Succeeded"), katib_logs(node, namespace)
+    deployment = json.loads(node.kubectl("-n", namespace, "get", "deployment", f"{name}-{algorithm}", "-o", "json"))
+    images = {c["name"]: c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]}
+    assert images["suggestion"] == "ghcr.io/kubeflow/katib/suggestion-hyperopt:v0.19.0", images
+    trials = custom(node, "trials", namespace)["items"]
+    assert sum(condition(t, "Succeeded") or condition(t, "EarlyStopped") for t in trials) == 4, katib_logs(
+        node, namespace
+    )
+    if early_stopping:
+        assert images["early-stopping"] == "ghcr.io/kubeflow/katib/earlystopping-medianstop:v0.19.0", images
+        ruled = [t["metadata"]["name"] for t in trials if t["spec"].get("earlyStoppingRules")]
+        assert ruled, "Katib's medianstop set no early-stopping rule on any trial"
