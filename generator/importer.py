@@ -328,16 +328,16 @@ def _with_katib_strategies(objective: dict[str, Any]) -> dict[str, Any]:
     """The objective with the metricStrategies Katib's defaulting webhook gives the metrics it leaves
     out (experiment_defaults.go setDefaultObjective: the objective type's direction, for the objective
     and the additional metrics alike), written out so the chart's own defaults do not apply."""
-    strategies, additional = objective.get("metricStrategies"), objective.get("additionalMetricNames")
-    if not isinstance(strategies, list | None) or not isinstance(additional, list):
+    strategies = _or(objective.get("metricStrategies"), [])
+    additional = objective.get("additionalMetricNames")
+    names = [objective.get("objectiveMetricName"), *(additional if isinstance(additional, list) else [])]
+    shapes_ok = isinstance(strategies, list) and all(isinstance(s, dict) for s in strategies)
+    if not (shapes_ok and isinstance(additional, list) and all(isinstance(n, str) for n in names)):
         return objective  # the model refuses these, naming the path
-    names = [objective.get("objectiveMetricName"), *additional]
-    if not all(isinstance(n, str) for n in names):
-        return objective
-    given = {s.get("name") for s in strategies or [] if isinstance(s, dict)}
+    given = {s.get("name") for s in strategies if isinstance(s.get("name"), str)}
     value = {"minimize": "min", "maximize": "max"}.get(str(objective.get("type")), "latest")
     added = [{"name": n, "value": value} for n in dict.fromkeys(names) if n not in given]
-    return {**objective, "metricStrategies": [*(strategies or []), *added]}
+    return {**objective, "metricStrategies": [*strategies, *added]}
 
 
 def _spec_path(path: str, origin: dict[str, str]) -> str:
