@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export HELM_PLUGINS := $(CURDIR)/.tools/helm-plugins
 
-.PHONY: setup venv tools browser lint mypy pytest test run serve schema docs check ct-lint node test-node package bench all clean
+.PHONY: setup venv venv-local helm tools browser lint mypy pytest test run serve schema docs check ct-lint package node test-node bench all clean
 
 setup: venv tools browser
 
@@ -13,9 +13,22 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --editable . --group dev
-	touch $@
+	touch $@ $(VENV)/.installed-local
 
 venv: $(VENV)/.installed
+
+# The main job's environment only: the package with its local extra (trainer, server, Optuna).
+$(VENV)/.installed-local: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --editable '.[local]'
+	touch $@
+
+venv-local: $(VENV)/.installed-local
+
+# helm alone: all the main job renders with.
+helm:
+	bash ci/install-tools.sh helm
 
 tools:
 	bash ci/install-tools.sh
@@ -51,6 +64,14 @@ docs: tools
 	helm-docs --chart-search-root charts --template-files README.md.gotmpl
 	$(PY) ci/readme_values.py
 
+# The release artifacts in $(DIST): the chart archive (`helm package`, which the test tier lints) and the
+# Python wheel, which carries the same chart as package data (generator/chart).
+DIST ?= dist
+package: venv
+	bash ci/install-tools.sh helm
+	helm package charts/katib-nas --destination $(DIST)
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir $(DIST) .
+
 # The real-node tier (root; not in `make test` yet): a one-node cluster with a real kubelet and
 # containerd, Katib v0.19.0's standalone install and the project's images, built once and cached
 # under ~/.cache/katib-nas (ci/install-node.sh, ci/images/build.sh), then `katib-nas install` of
@@ -62,14 +83,6 @@ node: tools
 test-node: setup node
 	$(PY) -m pytest tests/test_realnode.py -m realnode
 
-# The release artifacts in $(DIST): the chart archive (`helm package`, which the test tier lints) and the
-# Python wheel, which carries the same chart as package data (generator/chart).
-DIST ?= dist
-package: venv
-	bash ci/install-tools.sh helm
-	helm package charts/katib-nas --destination $(DIST)
-	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir $(DIST) .
-
 # chart-testing on its own (it also runs inside `make pytest`, with helm-unittest).
 ct-lint: setup
 	ct lint --config ci/ct.yaml --charts charts/katib-nas
@@ -77,7 +90,9 @@ ct-lint: setup
 # The main job: check both shipped values files and render their releases to out/, then run the
 # microk8s file's search on this machine with no cluster (digits, offline): trials, early stopping,
 # the best model, batch predictions, and the search report. Running it again resumes or reuses it.
-run: setup
+# It sets up only what it uses (the venv and helm, side by side), not the test tiers' tools.
+run:
+	$(MAKE) --no-print-directory -j2 venv-local helm
 	katib-nas validate values/microk8s.yaml values/k3s-gpu.yaml
 	katib-nas render values/microk8s.yaml -o out/microk8s.yaml
 	katib-nas render values/k3s-gpu.yaml -o out/k3s-gpu.yaml
@@ -85,7 +100,7 @@ run: setup
 	katib-nas report values/microk8s.yaml --out out
 
 # The inference server on the best model of `make run` (http://127.0.0.1:8080/ to draw a digit).
-serve: setup
+serve: venv-local
 	katib-nas serve values/microk8s.yaml --out out
 
 bench: setup

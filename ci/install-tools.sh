@@ -2,6 +2,7 @@
 # Builds the pinned Go tools (helm, ct, kubeconform, helm-unittest, helm-docs) into .tools/bin
 # from the Go module proxy; no release binary is downloaded.
 # Idempotent: a tool is rebuilt only when its pinned version changes (one stamp file per tool).
+# With arguments it builds only the named tools (`install-tools.sh helm` for the main job).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,11 +17,15 @@ KUBECONFORM_VERSION=v0.7.0
 HELM_UNITTEST_VERSION=v1.1.2
 HELM_DOCS_VERSION=v1.14.2
 
+ONLY=" $* "
+wanted() { [[ "$ONLY" == "  " || "$ONLY" == *" $1 "* ]]; }
+
 # build_tool NAME VERSION MODULE PACKAGE [LDFLAGS] [REPLACE]
 # Builds through a throwaway wrapper module: `go install pkg@version` asks the proxy for the
 # module's version list, which the proxy refuses for some modules (chart-testing).
 build_tool() {
   local name=$1 version=$2 module=$3 pkg=$4 ldflags=${5:-} replace=${6:-}
+  wanted "$name" || return 0
   local stamp="$TOOLS/.$name.version"
   if [[ -x "$BIN/$name" && -f "$stamp" && "$(cat "$stamp")" == "$version" ]]; then
     return 0
@@ -52,11 +57,13 @@ build_tool untt "$HELM_UNITTEST_VERSION" github.com/helm-unittest/helm-unittest 
 build_tool helm-docs "$HELM_DOCS_VERSION" github.com/norwoodj/helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs
 
 # psacheck: our own checker on k8s.io/pod-security-admission, rebuilt when its sources change.
-psa_stamp="$(cat "$ROOT/ci/psacheck/go.mod" "$ROOT/ci/psacheck/go.sum" "$ROOT/ci/psacheck/main.go" | sha256sum | cut -c1-16)"
-if [[ ! -x "$BIN/psacheck" || "$(cat "$TOOLS/.psacheck.version" 2>/dev/null)" != "$psa_stamp" ]]; then
-  echo "install-tools: building psacheck (first run on this machine only)" >&2
-  (cd "$ROOT/ci/psacheck" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "-s -w" -o "$BIN/psacheck" .)
-  echo "$psa_stamp" >"$TOOLS/.psacheck.version"
+if wanted psacheck; then
+  psa_stamp="$(cat "$ROOT/ci/psacheck/go.mod" "$ROOT/ci/psacheck/go.sum" "$ROOT/ci/psacheck/main.go" | sha256sum | cut -c1-16)"
+  if [[ ! -x "$BIN/psacheck" || "$(cat "$TOOLS/.psacheck.version" 2>/dev/null)" != "$psa_stamp" ]]; then
+    echo "install-tools: building psacheck (first run on this machine only)" >&2
+    (cd "$ROOT/ci/psacheck" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "-s -w" -o "$BIN/psacheck" .)
+    echo "$psa_stamp" >"$TOOLS/.psacheck.version"
+  fi
 fi
 
 # kservecheck: KServe's and Knative Serving's own code judging the chart's InferenceServices, at the
@@ -64,24 +71,27 @@ fi
 # sources change. .tools/kserve links the files the tests read from the modules themselves: KServe's
 # default inferenceservice-config and InferenceService CRD, and the prometheus-operator ServiceMonitor CRD.
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
-ks_stamp="$(cat "$ROOT/ci/kservecheck/go.mod" "$ROOT/ci/kservecheck/go.sum" "$ROOT/ci/kservecheck/main.go" | sha256sum | cut -c1-16)"
-if [[ ! -x "$BIN/kservecheck" || "$(cat "$TOOLS/.kservecheck.version" 2>/dev/null)" != "$ks_stamp" ]]; then
-  echo "install-tools: building kservecheck (first run on this machine only)" >&2
-  (cd "$ROOT/ci/kservecheck" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "-s -w" -o "$BIN/kservecheck.tmp" .)
-  mv "$BIN/kservecheck.tmp" "$BIN/kservecheck"
-  echo "$ks_stamp" >"$TOOLS/.kservecheck.version"
+if wanted kservecheck; then
+  ks_stamp="$(cat "$ROOT/ci/kservecheck/go.mod" "$ROOT/ci/kservecheck/go.sum" "$ROOT/ci/kservecheck/main.go" | sha256sum | cut -c1-16)"
+  if [[ ! -x "$BIN/kservecheck" || "$(cat "$TOOLS/.kservecheck.version" 2>/dev/null)" != "$ks_stamp" ]]; then
+    echo "install-tools: building kservecheck (first run on this machine only)" >&2
+    (cd "$ROOT/ci/kservecheck" && CGO_ENABLED=0 go build -mod=readonly -trimpath -ldflags "-s -w" -o "$BIN/kservecheck.tmp" .)
+    mv "$BIN/kservecheck.tmp" "$BIN/kservecheck"
+    echo "$ks_stamp" >"$TOOLS/.kservecheck.version"
+  fi
+  kserve_dir="$(cd "$ROOT/ci/kservecheck" && go list -mod=readonly -m -f '{{.Dir}}' github.com/kserve/kserve)"
+  promop_dir="$(go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
+    | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+  mkdir -p "$TOOLS/kserve"
+  ln -sfn "$kserve_dir/config/configmap/inferenceservice.yaml" "$TOOLS/kserve/inferenceservice-config.yaml"
+  ln -sfn "$kserve_dir/config/crd/full/serving.kserve.io_inferenceservices.yaml" "$TOOLS/kserve/inferenceservices-crd.yaml"
+  ln -sfn "$promop_dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" \
+    "$TOOLS/kserve/servicemonitors-crd.yaml"
 fi
-kserve_dir="$(cd "$ROOT/ci/kservecheck" && go list -mod=readonly -m -f '{{.Dir}}' github.com/kserve/kserve)"
-promop_dir="$(go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
-  | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
-mkdir -p "$TOOLS/kserve"
-ln -sfn "$kserve_dir/config/configmap/inferenceservice.yaml" "$TOOLS/kserve/inferenceservice-config.yaml"
-ln -sfn "$kserve_dir/config/crd/full/serving.kserve.io_inferenceservices.yaml" "$TOOLS/kserve/inferenceservices-crd.yaml"
-ln -sfn "$promop_dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" \
-  "$TOOLS/kserve/servicemonitors-crd.yaml"
 
 # helm-unittest runs as a helm plugin: register our own build (its upstream plugin.yaml would
 # download a release binary in an install hook).
+wanted untt || { echo "install-tools: $* ready in $BIN" >&2; exit 0; }
 PLUGIN_DIR="$TOOLS/helm-plugins/unittest"
 mkdir -p "$PLUGIN_DIR"
 cat >"$PLUGIN_DIR/plugin.yaml" <<YAML
