@@ -482,7 +482,8 @@ def _kubelet(node: Node) -> None:
 
     def ready() -> bool:
         status = core.read_node(NODE_NAME).status
-        return any(c.type == "Ready" and c.status == "True" for c in status.conditions or [])
+        conditions = (status.conditions if status else None) or []
+        return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
     node.wait(ready, "node Ready", 120)
 
@@ -624,7 +625,7 @@ def teardown(node: Node) -> None:
         lambda: _cleanup_proxy(node),
         lambda: _stop(node, ["kube-proxy", "kube-controller-manager", "kube-scheduler", "kube-apiserver", "etcd"]),
         lambda: _remove_netns(node),
-        lambda: sh("ip", "link", "delete", BRIDGE, check=False) and None,
+        lambda: _remove_bridge(),
         lambda: _unmount(node),
         lambda: _remove_cgroups(),
         lambda: _restore_nft(node),
@@ -694,6 +695,10 @@ def _cleanup_proxy(node: Node) -> None:
     _stop(node, ["kube-proxy"])
     if (NODE_BIN / "kube-proxy").is_file():
         sh(str(NODE_BIN / "kube-proxy"), "--cleanup", "--v", "0", check=False)
+
+
+def _remove_bridge() -> None:
+    sh("ip", "link", "delete", BRIDGE, check=False)
 
 
 def _remove_netns(node: Node) -> None:

@@ -312,11 +312,16 @@ def test_katib_algorithms(
     installed = katib_nas(node, "install", str(path), "--namespace", namespace, "--release", release)
     assert installed.returncode == 0, installed.stderr
     name = f"{release}-katib-nas"
+    # Katib removes the suggestion Deployment when the Experiment ends: read it while it runs.
+    deadline, found = time.monotonic() + 180, ""
+    while not found and time.monotonic() < deadline:
+        found = node.kubectl("-n", namespace, "get", "deployment", f"{name}-{algorithm}", "-o", "json", check=False)
+        time.sleep(1)
+    assert found, katib_logs(node, namespace)
+    images = {c["name"]: c["image"] for c in json.loads(found)["spec"]["template"]["spec"]["containers"]}
     exp = wait_experiment(node, namespace, name, 600)
     TIMINGS[f"Experiment {release} (4 trials)"] = time.monotonic() - started
     assert condition(exp, "Succeeded"), katib_logs(node, namespace)
-    deployment = json.loads(node.kubectl("-n", namespace, "get", "deployment", f"{name}-{algorithm}", "-o", "json"))
-    images = {c["name"]: c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]}
     assert images["suggestion"] == "ghcr.io/kubeflow/katib/suggestion-hyperopt:v0.19.0", images
     trials = custom(node, "trials", namespace)["items"]
     assert sum(condition(t, "Succeeded") or condition(t, "EarlyStopped") for t in trials) == 4, katib_logs(
