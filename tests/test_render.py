@@ -266,6 +266,7 @@ MUTATIONS: dict[str, Any] = {
     "experiment.nasConfig": {"graphConfig": {"numLayers": 2}},
     "trial.image.digest": "sha256:" + "1" * 64,
     "trial.image.pullPolicy": "Always",
+    "trial.command": ["python", "-m", "my_trainer"],
     "trial.args": ["--x=${trialParameters.a}"],
     "trial.trialParameters": [{"name": "a", "reference": "lr"}],
     "trial.env": [{"name": "A", "value": "1"}],
