@@ -100,6 +100,15 @@ def test_publish_is_atomic_idempotent_and_refuses_incomplete_records(trials: Pat
     assert sorted(p.name for p in trials.iterdir() if p.name.startswith(".")) == []
 
 
+@pytest.mark.parametrize("damaged", ["[1, 2]", '"exp-a"', "3", "null", "{not json"])
+def test_publish_replaces_a_damaged_pointer(trials: Path, damaged: str) -> None:
+    # A pointer of the wrong JSON type (hand-edited, or another tool's) is no pointer: promotion
+    # writes a good one instead of failing on it.
+    (trials / "best.json").write_text(damaged)
+    assert publish(trials, Best("exp-b", "accuracy", 0.97, "records"))
+    assert json.loads((trials / "best.json").read_text())["trial"] == "exp-b"
+
+
 def test_watch_moves_the_pointer_when_a_better_trial_completes(tmp_path: Path) -> None:
     exp = tmp_path / "exp"
     record(exp, "exp-a", {"accuracy": 0.90})

@@ -83,8 +83,9 @@ def experiment_finished(experiment: dict[str, Any]) -> bool:
 
 
 def read_pointer(experiment_dir: Path) -> dict[str, Any] | None:
-    pointer: dict[str, Any] | None = read_json_or(experiment_dir / POINTER, None)
-    return pointer
+    """The pointer's fields, or None when there is none or it is not a JSON object (a damaged file)."""
+    pointer = read_json_or(experiment_dir / POINTER, None)
+    return pointer if isinstance(pointer, dict) else None
 
 
 def publish(experiment_dir: Path, best: Best) -> bool:
