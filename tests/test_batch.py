@@ -86,7 +86,10 @@ def test_the_charts_batch_and_server_commands_are_what_the_server_image_accepts(
 
     docs = helm_template(ROOT / "values" / "microk8s.yaml")
     job = next(d for d in by_kind(docs, "Job"))["spec"]["template"]["spec"]["containers"][0]
-    server = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    (deployment,) = (
+        d for d in by_kind(docs, "Deployment") if d["metadata"]["labels"]["app.kubernetes.io/component"] == "server"
+    )
+    server = deployment["spec"]["template"]["spec"]["containers"][0]
     assert job["command"][:4] == server["command"][:3] + ["batch"] == ["python", "-m", "katib_nas_server", "batch"]
     parser = argparse.ArgumentParser()
     batch_module.add_arguments(parser)
