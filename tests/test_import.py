@@ -4,6 +4,7 @@ to an Experiment Katib treats the same way."""
 from __future__ import annotations
 
 import copy
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +74,14 @@ def katib_view(exp: dict[str, Any]) -> dict[str, Any]:
             template.get("successCondition", KATIB_SUCCESS),
             template.get("failureCondition", KATIB_FAILURE),
         ),
-        "retain": template.get("retain", False),
+        # The chart keeps trial Jobs whenever trials can be early-stopped: Katib deletes a finished
+        # trial's Job at once otherwise, and the collector with it, before it reports.
+        "retain": template.get("retain", False) or bool(spec.get("earlyStopping")),
         "image": container["image"],
         "pullPolicy": container.get("imagePullPolicy", "IfNotPresent"),
-        "argv": container["command"] + container.get("args", []),
+        # The words the trainer gets: Katib's collectors run the command as one `sh -c` string, and
+        # the chart quotes each argument for that shell.
+        "argv": shlex.split(" ".join(container["command"] + container.get("args", []))),
         "resources": container.get("resources"),
         "env": [e for e in container.get("env", []) if e["name"] != "HOME"],
         "pvcMounts": sorted(
