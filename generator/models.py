@@ -144,9 +144,7 @@ class MetricsCollector(StrictModel):
     kind: Literal["StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "Push"] = Field(
         "StdOut", description="How Katib collects trial metrics. StdOut parses `name=value` lines."
     )
-    source: MetricsSource | None = Field(
-        None, description="Metrics source (File, TensorFlowEvent, PrometheusMetric)."
-    )
+    source: MetricsSource | None = Field(None, description="Metrics source (File, TensorFlowEvent, PrometheusMetric).")
     customCollector: KubeObject | None = Field(None, description="Container spec for the Custom collector.")
 
 
@@ -401,7 +399,7 @@ class Istio(StrictModel):
     sidecarInject: bool = Field(
         False,
         description="Istio sidecar injection into every pod the chart makes (trials, extraction, batch, server), as "
-        'the annotation `sidecar.istio.io/inject`. Off: a sidecar never exits, so trial and batch Jobs would never '
+        "the annotation `sidecar.istio.io/inject`. Off: a sidecar never exits, so trial and batch Jobs would never "
         "complete in a namespace with injection (Kubeflow's).",
     )
 

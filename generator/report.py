@@ -271,7 +271,7 @@ def _save(fig: Any, path: Path, title: str) -> tuple[str, str]:
 def _html(
     experiment_dir: Path, metric: str, records: list[TrialRecord], images: list[tuple[str, str]], s: dict[str, Any]
 ) -> str:
-    best = s["best"] or {}
+    best = s["best"] if isinstance(s["best"], dict) else {}
     searched = sorted({k for r in records for k in r.params} & set(_varying(records)))
     rows = "".join(
         "<tr><td>{}</td>{}<td>{}</td><td>{}/{}</td><td>{}</td></tr>".format(

@@ -44,7 +44,7 @@ def test_render_writes_the_profile_manifests(
     out = tmp_path / "out" / "microk8s.yaml"
     assert main(["render", str(MICROK8S), "--namespace", "ml", "-o", str(out)]) == 0
     docs = list(yaml.safe_load_all(out.read_text()))
-    assert {d["kind"] for d in docs} >= {"Experiment", "PersistentVolumeClaim", "Pod", "Job", "Deployment"}
+    assert {d["kind"] for d in docs} >= {"Experiment", "PersistentVolumeClaim", "Job", "Deployment", "Service"}
     assert by_kind(docs, "Experiment")[0]["metadata"]["namespace"] == "ml"
     assert capsys.readouterr().err == f"wrote {len(docs)} objects to {out}\n"
     assert sorted(p.name for p in out.parent.iterdir()) == ["microk8s.yaml"]

@@ -176,9 +176,12 @@ def test_the_charts_promotion_commands_are_what_the_server_image_accepts() -> No
     from .conftest import ROOT, by_kind, helm_template
 
     docs = helm_template(ROOT / "values" / "microk8s.yaml")
-    commands = [by_kind(docs, "Pod")[0]["spec"]["containers"][0]["command"]]
-    commands += [d["spec"]["template"]["spec"]["initContainers"][0]["command"] for d in by_kind(docs, "Job")]
-    commands += [d["spec"]["template"]["spec"]["initContainers"][0]["command"] for d in by_kind(docs, "Deployment")]
+    pods = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d["spec"]["template"]["spec"]
+        for d in by_kind(docs, "Deployment") + by_kind(docs, "Job")
+    }
+    commands = [pods["extract"]["containers"][0]["command"]]
+    commands += [pods[step]["initContainers"][0]["command"] for step in ("batch", "server")]
     parser = argparse.ArgumentParser()
     promote.add_arguments(parser)
     modes = []

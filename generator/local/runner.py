@@ -83,7 +83,8 @@ class LocalRunner:
         self.progress = progress or Progress()
         self.stop = threading.Event()
         pointer = read_pointer(self.experiment_dir)  # a resumed run's best so far, for the status line
-        self.best = _best_text(pointer["metric"], pointer["value"], pointer["trial"]) if pointer else "-"
+        ok = isinstance(pointer, dict) and isinstance(pointer.get("value"), int | float)
+        self.best = _best_text(pointer.get("metric"), pointer["value"], pointer.get("trial")) if ok else "-"
         self.space = search_space(e.parameters)
         self.experiment_dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
@@ -250,7 +251,7 @@ class LocalRunner:
         summary.best = read_pointer(self.experiment_dir)
 
 
-def _best_text(metric: str, value: float, trial: str) -> str:
+def _best_text(metric: Any, value: float, trial: Any) -> str:
     return f"{metric}={value:.4f} ({trial})"
 
 

@@ -82,16 +82,16 @@ def experiment_finished(experiment: dict[str, Any]) -> bool:
     return any(c.get("type") in ("Succeeded", "Failed") and c.get("status") == "True" for c in conditions)
 
 
-def read_pointer(experiment_dir: Path) -> dict[str, Any] | None:
-    """The pointer's fields, or None when there is none or it is not a JSON object (a damaged file)."""
-    pointer = read_json_or(experiment_dir / POINTER, None)
-    return pointer if isinstance(pointer, dict) else None
+def read_pointer(experiment_dir: Path) -> Any:
+    """best.json as JSON, or None when there is none. Readers check its shape: a hand-edited or
+    damaged pointer may be any JSON value."""
+    return read_json_or(experiment_dir / POINTER, None)
 
 
 def publish(experiment_dir: Path, best: Best) -> bool:
     """Point best.json at `best` (temp file, fsync, rename); False when it already does."""
     current = read_pointer(experiment_dir)
-    if current is not None and current.get("trial") == best.trial and current.get("value") == best.value:
+    if isinstance(current, dict) and current.get("trial") == best.trial and current.get("value") == best.value:
         return False
     if complete_record(experiment_dir, best.trial) is None:
         raise ValueError(f"refusing to publish {best.trial}: its record is not complete")
