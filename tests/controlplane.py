@@ -17,7 +17,7 @@ from typing import IO, Any
 import httpx
 import yaml
 
-from .conftest import ROOT, free_port
+from .conftest import ROOT, free_port, stop_process
 
 BIN = ROOT / ".tools" / "controlplane"
 # ci/install-controlplane.sh links Katib's manifests (same module version) next to the binaries.
@@ -49,12 +49,7 @@ class ControlPlane:
         """Clients first, etcd last. Nothing here outlives the test, so no graceful drain:
         kube-apiserver would otherwise wait 20 s and more for its watchers."""
         for proc in reversed(self.procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, timeout=3)
         for log in self.logs:
             log.close()
 

@@ -30,7 +30,7 @@ from typing import IO, Any
 import httpx
 import yaml
 
-from .conftest import ROOT, free_port
+from .conftest import ROOT, free_port, stop_process
 
 CONTROL_PLANE = ROOT / ".tools" / "controlplane"
 NODE_CACHE = ROOT / ".tools" / "node"
@@ -648,12 +648,7 @@ def _stop(node: Node, names: list[str]) -> None:
         proc = node.procs.get(name)
         if proc is None or proc.poll() is not None:
             continue
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=15)
 
 
 def _remove_containers(node: Node) -> None:
