@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from .errors import ProfileError
 from .models import ClusterProfile
-from .yamlio import format_validation_error
+from .yamlio import format_validation_error, yaml_error_text
 
 BUILTIN_PROFILES = ("microk8s", "k3s-gpu")
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
@@ -35,7 +35,7 @@ def load_profile(ref: str, relative_to: Path | None = None) -> ClusterProfile:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ProfileError(f"{source}: not valid YAML: {exc}") from None
+        raise ProfileError(f"{source}: {yaml_error_text(exc)}") from None
     try:
         return ClusterProfile.model_validate(data)
     except ValidationError as exc:

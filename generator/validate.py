@@ -100,8 +100,8 @@ def validate_data(
             return report
         try:
             profile = load_profile(values.profile, base_dir)
-        except ProfileError as exc:
-            report.problems.append(Problem(source, "profile", exc.message))
+        except ProfileError as exc:  # one line per problem in the profile file
+            report.problems += [Problem(source, "profile", line) for line in exc.message.split("\n")]
             return report
     report.profile = profile
     settings = check_algorithm_settings(values.experiment, profile.suggestionServices)

@@ -76,6 +76,13 @@ def validation_problems(source: str, exc: ValidationError) -> list[Problem]:
     return unique
 
 
+def yaml_error_text(exc: yaml.YAMLError) -> str:
+    """PyYAML's error in one line: where, then what (its own text spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}: " if mark is not None else ""
+    return f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"
+
+
 def load_values_file(path: Path) -> dict[str, Any]:
     """Read a values file: a clear error for a missing file, bad YAML or a non-mapping top level."""
     if not path.is_file():
@@ -85,9 +92,7 @@ def load_values_file(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ValuesError([Problem(str(path), "", "not UTF-8 text; save it as UTF-8")]) from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ValuesError([Problem(str(path), "", f"{where}not valid YAML ({getattr(exc, 'problem', exc)})")]) from None
+        raise ValuesError([Problem(str(path), "", yaml_error_text(exc))]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -725,3 +725,27 @@ def test_custom_profile_relative_to_the_values_file(tmp_path: Path, capsys: pyte
     path.write_text(yaml.safe_dump(merged(BASES["microk8s"], {"profile": "profiles/lab.yaml"})))
     assert main(["validate", str(path)]) == 2
     assert "the largest node (microk8s) has 500m CPU" in capsys.readouterr().err
+
+
+def test_each_problem_of_a_broken_profile_file_is_a_line_of_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "lab.yaml").write_text("nodes: []\nsuggestionServices: [1, 2]\n")
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(merged(BASES["microk8s"], {"profile": "lab.yaml"})))
+    assert main(["validate", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert f"{path}: profile: {tmp_path / 'lab.yaml'}: suggestionServices: Input should be a valid dictionary" in lines
+    assert f"{path}: profile: {tmp_path / 'lab.yaml'}: name: Field required; add it" in lines
+    assert not any("\\n" in line for line in lines), lines
+
+
+def test_a_profile_that_is_not_yaml_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "lab.yaml").write_text("nodes: [\n")
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(merged(BASES["microk8s"], {"profile": "lab.yaml"})))
+    assert main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"{path}: profile: {tmp_path / 'lab.yaml'}: line 2: not valid YAML "
+        "(expected the node content, but found '<stream end>')\n"
+    )
