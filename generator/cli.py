@@ -185,7 +185,7 @@ def cmd_profile_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .local.plan import plan
+    from .local.plan import missing_framework, plan
     from .local.runner import EXIT_INTERRUPTED, LocalRunner
 
     if not args.local:
@@ -193,7 +193,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = _checked(args.file, args.release)
     assert report.values is not None
     model_root = args.out / "models"
-    runner = LocalRunner(plan(report, args.release), model_root, parallel=args.parallel)
+    trial_plan = plan(report, args.release)
+    missing = missing_framework(trial_plan)
+    if missing:
+        raise LocalRunError(f"{args.file}: trial.framework: {missing}")
+    runner = LocalRunner(trial_plan, model_root, parallel=args.parallel)
     e = report.values.experiment
     print(
         f"running {runner.plan.name} locally: {e.maxTrialCount} trials of {report.values.trial.epochs} epochs, "

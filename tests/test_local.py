@@ -191,6 +191,24 @@ def test_failed_trials_past_max_failed_trial_count_stop_the_run(tmp_path: Path) 
     )
 
 
+def test_a_keras_search_without_tensorflow_says_which_extra_to_install(tmp_path: Path) -> None:
+    """`make run` installs the `local` extra, which has no TensorFlow: a Keras values file then
+    fails in one line naming the extra, before any trial starts or any record is written."""
+    values = values_file(tmp_path, SEARCH, {**TRIAL, "framework": "keras"})
+    out = tmp_path / "out"
+    # An interpreter without TensorFlow: sys.modules[name] = None is how Python marks a module
+    # that cannot be imported (find_spec answers None, import raises).
+    hide = "import sys; sys.modules['tensorflow'] = None; from generator.__main__ import entry; sys.exit(entry())"
+    cmd = [sys.executable, "-c", hide, "run", "--local", str(values), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=tool_env(), cwd=ROOT, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (
+        f"{values}: trial.framework: the keras trainer needs tensorflow, which this Python lacks: "
+        "pip install -e '.[local,keras]' (or pip install 'katib-nas[local,keras]')"
+    )
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("name", ["enas", "darts", "hyperband", "pbt"])
 def test_algorithms_without_a_local_equivalent_are_refused(name: str) -> None:
     with pytest.raises(LocalRunError, match=f"f.yaml: experiment.algorithm.algorithmName: {name} has no local"):

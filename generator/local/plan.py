@@ -3,12 +3,15 @@ exactly the command and flags a trial pod would get on the cluster."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from katib_nas_contract.flags import TRAINERS
 
 from .. import helm
 from ..checks_search import experiment_name as _experiment_name
@@ -53,6 +56,25 @@ def plan(report: Report, release: str) -> Plan:
         references={p["name"]: p["reference"] for p in template["trialParameters"]},
         mount_path=report.values.persistence.mountPath,
     )
+
+
+# The library each katib-nas trainer needs in this Python, and the package extra that installs it
+# (`local` brings the PyTorch trainer only, so the main job does not download TensorFlow).
+FRAMEWORK_LIBRARY = {"pytorch": ("torch", "local"), "keras": ("tensorflow", "local,keras")}
+
+
+def missing_framework(p: Plan) -> str | None:
+    """Why this Python cannot run the plan's katib-nas trainer, with the fix; None when it can (or
+    when the command is a user's own trainer, whose needs only its image knows)."""
+    module = p.command[-1] if p.command else ""
+    for framework, trainer in TRAINERS.items():
+        library, extra = FRAMEWORK_LIBRARY[framework]
+        if module == trainer.command[-1] and importlib.util.find_spec(library) is None:
+            return (
+                f"the {framework} trainer needs {library}, which this Python lacks: "
+                f"pip install -e '.[{extra}]' (or pip install 'katib-nas[{extra}]')"
+            )
+    return None
 
 
 def trial_argv(p: Plan, params: dict[str, str], trial: str, model_root: Path) -> list[str]:
