@@ -18,6 +18,7 @@ STATUS = "status.json"  # {"state": running|terminated|failed|completed|early_st
 CURVE = "curve.json"  # [{"epoch", "accuracy", "loss", "train_accuracy", "train_loss"}, ...]: read by peers
 METRICS = "metrics.json"  # final metrics of the best epoch; the objective is read from here
 MODEL = "model.onnx"  # the best epoch's model, input [batch, C, H, W], output logits
+SERVING_COST = "serving_cost.json"  # MODEL's batch-1 latency p50/p99 on one thread, parameters, bytes (serving_cost.py)
 POINTER = "best.json"  # next to the trial records: which trial is best
 DATASETS_DIR = ".datasets"  # download cache under the model root
 
@@ -25,7 +26,7 @@ DATASETS_DIR = ".datasets"  # download cache under the model root
 # own format.
 CHECKPOINT = {"pytorch": "checkpoint.pt", "keras": "checkpoint.npz"}
 WEIGHTS = {"pytorch": "weights.pt", "keras": "model.weights.h5"}
-FILES = (PARAMS, STATUS, CURVE, METRICS, MODEL, *CHECKPOINT.values(), *WEIGHTS.values())
+FILES = (PARAMS, STATUS, CURVE, METRICS, MODEL, SERVING_COST, *CHECKPOINT.values(), *WEIGHTS.values())
 
 
 class TrialRecord:

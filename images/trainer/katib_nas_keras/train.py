@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from katib_nas_contract import serving_cost
 from katib_nas_contract.datasets import Arrays
 from katib_nas_contract.files import atomic_write
 from katib_nas_contract.record import CHECKPOINT, CURVE, METRICS, MODEL, PARAMS, WEIGHTS, TrialRecord
@@ -288,6 +289,7 @@ def publish(
         )
         return 1
     onnx_tmp.replace(record.path(MODEL))
+    serving_cost.write(record)
     metrics = final_metrics(
         run.curve,
         best,

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from katib_nas_contract import serving_cost
 from katib_nas_contract.record import CHECKPOINT, CURVE, METRICS, MODEL, PARAMS, WEIGHTS, TrialRecord
 from katib_nas_contract.stopping import Rule
 from katib_nas_contract.trial import (
@@ -331,6 +332,7 @@ def publish(
         print(f"ONNX export differs from PyTorch by {diff:.2e} (> {ONNX_TOLERANCE}); not publishing", file=sys.stderr)
         return 1
     onnx_tmp.replace(record.path(MODEL))
+    serving_cost.write(record)
     metrics = final_metrics(
         run.curve,
         best,
