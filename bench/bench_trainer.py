@@ -21,9 +21,9 @@ from katib_nas_contract.datasets import Arrays, _build
 from katib_nas_contract.files import read_json
 from katib_nas_contract.flags import SEARCH_FLAGS, TRAINERS
 from katib_nas_contract.record import METRICS
+from katib_nas_contract.trial import Run, StopFlag
 from katib_nas_trainer.data import from_arrays
-from katib_nas_trainer.model import build_model, build_optimizer
-from katib_nas_trainer.train import StopFlag, train_epoch
+from katib_nas_trainer.train import TorchTrainer
 
 SEEDS = (1, 2, 3)
 REFERENCE = {
@@ -68,17 +68,14 @@ EPOCH_PARAMS = {k: v.default for k, v in SEARCH_FLAGS.items()} | {"units": 128, 
 
 def torch_epoch_seconds(device: torch.device, batch_size: int) -> float:
     """Median of 3 epochs after a warm-up of 50 batches."""
-    data = from_arrays(synthetic_mnist()).to(device)
-    model = build_model(EPOCH_PARAMS, data.shape, data.classes, data.x_train).to(device)
-    optimizer = build_optimizer(EPOCH_PARAMS, model)
-    generator = torch.Generator().manual_seed(0)
-    train_epoch(model, optimizer, data, batch_size, generator, device, StopFlag(), max_batches=50)  # warm-up
+    trainer = TorchTrainer(Run(EPOCH_PARAMS, 0, 1, 0.0, None), from_arrays(synthetic_mnist()).to(device), device)
+    trainer.train_epoch(batch_size, StopFlag(), max_batches=50)  # warm-up
     samples = []
     for _ in range(3):
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        train_epoch(model, optimizer, data, batch_size, generator, device, StopFlag())
+        trainer.train_epoch(batch_size, StopFlag())
         if device.type == "cuda":
             torch.cuda.synchronize()
         samples.append(time.perf_counter() - start)
@@ -99,17 +96,14 @@ def _keras_epoch(batch_size: int) -> None:
     from katib_nas_keras.cli import configure
 
     configure(1, "cpu", 0)
-    from katib_nas_keras.train import Run, Trainer
-    from katib_nas_keras.train import train_epoch as keras_train_epoch
+    from katib_nas_keras.train import KerasTrainer
 
-    data = synthetic_mnist()
-    trainer = Trainer(Run(EPOCH_PARAMS, 0, 1, 0.0, "cpu", None), data)
-    rng = np.random.default_rng(0)
-    keras_train_epoch(trainer, data, batch_size, rng, StopFlag(), max_batches=50)  # warm-up (and tracing)
+    trainer = KerasTrainer(Run(EPOCH_PARAMS, 0, 1, 0.0, None), synthetic_mnist(), "cpu")
+    trainer.train_epoch(batch_size, StopFlag(), max_batches=50)  # warm-up (and tracing)
     samples = []
     for _ in range(3):
         start = time.perf_counter()
-        keras_train_epoch(trainer, data, batch_size, rng, StopFlag())
+        trainer.train_epoch(batch_size, StopFlag())
         samples.append(time.perf_counter() - start)
     print(statistics.median(samples))
 

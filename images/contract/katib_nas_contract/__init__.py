@@ -5,6 +5,8 @@
 - `best`: which trial is best, and the `best.json` pointer
 - `flags`: the trainer flags and metric names, one table per trainer framework
 - `args`: the trainer command line built from that table
+- `trial`: one trial's loop and rules, with the hooks each framework's trainer fills in
+- `trainer_cli`: the trial program's command line around that loop
 - `stopping`: the cross-trial early-stopping rules trainers apply to themselves
 - `katib_status`: a trial those rules stop is marked EarlyStopped in Katib, as Katib's own early stopping does
 - `datasets`: the data sets and their fixed splits

@@ -4,12 +4,10 @@ same way as the PyTorch trainer's; a bad flag or missing data is one clear line 
 from __future__ import annotations
 
 import os
-import sys
 
-from katib_nas_contract.args import build_parser, cpu_quota, data_dir, search_params, stopping_rule, trial_name
-from katib_nas_contract.datasets import DataError, load
-from katib_nas_contract.katib_status import report_early_stop
-from katib_nas_contract.record import TrialRecord
+from katib_nas_contract import trainer_cli
+from katib_nas_contract.datasets import Arrays
+from katib_nas_contract.trial import Run, Trainer
 
 PROG = "katib-nas-keras"
 
@@ -17,6 +15,9 @@ PROG = "katib-nas-keras"
 def configure(threads: int, device: str, seed: int) -> str:
     """Threads, device and determinism: all must be set before TensorFlow starts its runtime.
     Returns the device used, or raises ValueError for a device that is not there."""
+    # TensorFlow's C++ start-up notices would drown the metric lines in the trial log.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
     import tensorflow as tf
 
@@ -32,39 +33,14 @@ def configure(threads: int, device: str, seed: int) -> str:
     return "cuda" if gpus and device != "cpu" else "cpu"
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser(PROG, __doc__).parse_args(argv)
-    params = search_params(args)
-    # TensorFlow's C++ start-up notices would drown the metric lines in the trial log.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    try:
-        data = load(args.dataset, data_dir(args), args.output_dir)
-    except DataError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 2
-    try:
-        device = configure(args.threads or cpu_quota(), args.device, args.seed)
-    except ValueError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return 2
-    from .train import Run, dry_run, train
+def make_trainer(run: Run, data: Arrays, device: str) -> Trainer:
+    from .train import KerasTrainer  # imports TensorFlow, after configure()
 
-    run = Run(
-        params=params,
-        seed=args.seed,
-        epochs=int(params["epochs"]),
-        min_delta=args.min_delta,
-        device=device,
-        record=None,
-        metrics_file=args.metrics_file,
-        stopping=stopping_rule(args),
-    )
-    if args.dry_run:
-        return dry_run(run, data)
-    run.record = TrialRecord(args.output_dir / args.experiment / trial_name(args, params))
-    code = train(run, data)
-    said = report_early_stop(run.record) if code == 0 else None  # our rules' stops are EarlyStopped in Katib
-    if said:
-        print(f"{PROG}: {said}", file=sys.stderr)
-    return code
+    return KerasTrainer(run, data, device)
+
+
+FRAMEWORK = trainer_cli.Framework(PROG, __doc__, configure, make_trainer)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return trainer_cli.main(FRAMEWORK, argv)

@@ -1,17 +1,12 @@
-"""The data set of a trial as in-memory tensors (loading and splits live in `datasets`)."""
+"""The data set of a trial as in-memory tensors (loading and splits live in the contract's `datasets`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 
-from katib_nas_contract import datasets
-from katib_nas_contract.datasets import DataError
-
-__all__ = ["DataError", "Dataset", "from_arrays", "load", "load_digits"]
+from katib_nas_contract.datasets import Arrays
 
 
 @dataclass
@@ -31,26 +26,7 @@ class Dataset:
         return Dataset(self.name, **moved, shape=self.shape, classes=self.classes)
 
 
-def from_arrays(arrays: datasets.Arrays) -> Dataset:
-    def tensor(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a)
-
-    return Dataset(
-        arrays.name,
-        tensor(arrays.x_train),
-        tensor(arrays.y_train),
-        tensor(arrays.x_val),
-        tensor(arrays.y_val),
-        tensor(arrays.x_test),
-        tensor(arrays.y_test),
-        arrays.shape,
-        arrays.classes,
-    )
-
-
-def load_digits() -> Dataset:
-    return from_arrays(datasets.load_digits())
-
-
-def load(dataset: str, data_dir: Path, base_dir: Path) -> Dataset:
-    return from_arrays(datasets.load(dataset, data_dir, base_dir))
+def from_arrays(arrays: Arrays) -> Dataset:
+    splits = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+    tensors = {k: torch.from_numpy(getattr(arrays, k)) for k in splits}
+    return Dataset(arrays.name, **tensors, shape=arrays.shape, classes=arrays.classes)

@@ -1,0 +1,57 @@
+"""The trial program's command line, the same for every framework: the contract's flags, the data set,
+the framework's start-up, then a dry run or the trial, and Katib's EarlyStopped mark. A bad flag, a
+missing device or missing data is one clear line on stderr and exit 2."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .args import build_parser, cpu_quota, data_dir, search_params, stopping_rule, trial_name
+from .datasets import Arrays, DataError, load
+from .katib_status import report_early_stop
+from .record import TrialRecord
+from .trial import Run, Trainer, dry_run, train
+
+
+@dataclass(frozen=True)
+class Framework:
+    """What a trainer package plugs into the command line."""
+
+    prog: str
+    description: str | None
+    # (threads, --device, seed) -> the device used ("cpu" or "cuda"); ValueError names a device that
+    # is not there. Runs after the data set loaded, so a bad data flag fails before a framework starts.
+    configure: Callable[[int, str, int], str]
+    # (run, data, device) -> the trainer; called only when there is training to do.
+    trainer: Callable[[Run, Arrays, str], Trainer]
+
+
+def main(framework: Framework, argv: list[str] | None = None) -> int:
+    prog = framework.prog
+    args = build_parser(prog, framework.description).parse_args(argv)
+    params = search_params(args)
+    try:
+        data = load(args.dataset, data_dir(args), args.output_dir)
+        device = framework.configure(args.threads or cpu_quota(), args.device, args.seed)
+    except (DataError, ValueError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    run = Run(
+        params=params,
+        seed=args.seed,
+        epochs=int(params["epochs"]),
+        min_delta=args.min_delta,
+        record=None,
+        metrics_file=args.metrics_file,
+        stopping=stopping_rule(args),
+    )
+    if args.dry_run:
+        return dry_run(run, framework.trainer(run, data, device))
+    run.record = TrialRecord(args.output_dir / args.experiment / trial_name(args, params))
+    code = train(run, data, lambda: framework.trainer(run, data, device))
+    said = report_early_stop(run.record) if code == 0 else None  # our rules' stops are EarlyStopped in Katib
+    if said:
+        print(f"{prog}: {said}", file=sys.stderr)  # noqa: T201
+    return code
