@@ -11,15 +11,34 @@ from typing import Any
 import pytest
 from kubeflow_katib_api.models.v1beta1_experiment import V1beta1Experiment
 
-from katib_nas_contract.best import Best, best_from_experiment, best_from_records, experiment_finished, publish
-from katib_nas_server.promote import RecordsSource, run
+from katib_nas_contract.best import (
+    Best,
+    RuledOut,
+    best_from_experiment,
+    best_from_records,
+    choose,
+    experiment_finished,
+    publish,
+)
+from katib_nas_contract.serving_cost import Budget
+from katib_nas_server.model import ModelNotFound, resolve
+from katib_nas_server.promote import KatibSource, RecordsSource, run
 
 
-def record(root: Path, trial: str, metrics: dict[str, Any] | None, complete: bool = True, model: bool = True) -> None:
+def record(
+    root: Path,
+    trial: str,
+    metrics: dict[str, Any] | None,
+    complete: bool = True,
+    model: bool = True,
+    cost: dict[str, Any] | None = None,
+) -> None:
     path = root / trial
     path.mkdir(parents=True)
     if metrics is not None:
         (path / "metrics.json").write_text(json.dumps(metrics))
+    if cost is not None:
+        (path / "serving_cost.json").write_text(json.dumps(cost))
     if model:
         (path / "model.onnx").write_bytes(b"onnx")
     if complete:
@@ -191,3 +210,95 @@ def test_the_charts_promotion_commands_are_what_the_server_image_accepts() -> No
         assert (args.experiment, args.namespace, args.model_root) == ("nas-katib-nas", "ml", Path("/models"))
         modes.append(args.mode)
     assert modes == ["watch", "final", "first"]
+
+
+def cost(p99: float, size: int) -> dict[str, Any]:
+    return {"latency_p50_ms": p99 / 2, "latency_p99_ms": p99, "parameters": size // 4, "model_bytes": size}
+
+
+@pytest.fixture
+def costed(tmp_path: Path) -> Path:
+    """A CNN that is accurate and slow, a larger MLP, a small fast MLP, and a record measured by no trainer."""
+    exp = tmp_path / "exp"
+    record(exp, "exp-cnn", {"accuracy": 0.99}, cost=cost(0.9, 400_000))
+    record(exp, "exp-mlp-big", {"accuracy": 0.98}, cost=cost(0.3, 900_000))
+    record(exp, "exp-mlp", {"accuracy": 0.96}, cost=cost(0.05, 20_000))
+    record(exp, "exp-old", {"accuracy": 0.995})  # no serving_cost.json: cannot be shown to fit
+    record(exp, "exp-running", {"accuracy": 0.999}, complete=False, cost=cost(0.01, 100))
+    return exp
+
+
+def test_the_budget_promotes_the_most_accurate_model_that_fits_and_names_the_ones_it_ruled_out(costed: Path) -> None:
+    choice = choose(costed, budget=Budget(latency_p99_ms=0.5))
+    assert choice.best == Best("exp-mlp-big", "accuracy", 0.98, "records")
+    assert choice.ruled_out == (
+        RuledOut("exp-old", 0.995, "no serving cost measured"),
+        RuledOut("exp-cnn", 0.99, "latency_p99_ms 0.9 ms > 0.5 ms"),
+    )
+    both = choose(costed, budget=Budget(latency_p99_ms=0.5, model_bytes=500_000))
+    assert both.best == Best("exp-mlp", "accuracy", 0.96, "records")
+    assert [r.trial for r in both.overtaken()] == ["exp-old", "exp-cnn", "exp-mlp-big"]
+    assert both.ruled_out[2].why == "model_bytes 900000 bytes > 500000 bytes"
+    # No budget: the most accurate complete trial, as before.
+    assert choose(costed).best == best_from_records(costed) == Best("exp-old", "accuracy", 0.995, "records")
+    assert choose(costed).ruled_out == ()
+    assert publish(costed, both.best, both)  # type: ignore[arg-type]
+    pointer = json.loads((costed / "best.json").read_text())
+    assert pointer["trial"] == "exp-mlp" and pointer["budget"] == {"latency_p99_ms": 0.5, "model_bytes": 500000}
+    assert [r["trial"] for r in pointer["ruled_out"]] == ["exp-old", "exp-cnn", "exp-mlp-big"]
+
+
+def test_a_budget_no_model_fits_is_said_in_the_pointer_and_the_batch_step_fails(costed: Path) -> None:
+    publish(costed, Best("exp-cnn", "accuracy", 0.99, "records"))  # served before the budget was set
+    lines: list[str] = []
+    source = RecordsSource(costed, "accuracy", "maximize", Budget(latency_p99_ms=0.01))
+    assert run(source, costed, "final", interval=0, timeout=0, log=lines.append) == 1
+    reason = (
+        "no complete trial fits the serving budget (p99 latency <= 0.01 ms): 4 ruled out, the best exp-old "
+        "(accuracy=0.995: no serving cost measured); raise promotion.budget or search smaller models"
+    )
+    assert lines == [reason, f"the search finished and {reason}; nothing to serve"]
+    pointer = json.loads((costed / "best.json").read_text())
+    assert pointer["trial"] is None and pointer["reason"] == reason
+    # The server follows the pointer: it says why there is nothing to serve instead of keeping the old model's name.
+    with pytest.raises(ModelNotFound, match="best.json: no complete trial fits the serving budget"):
+        resolve(costed)
+    # Waiting for a model (the server's init container) does not take the no-fit pointer for one.
+    assert run(source, costed, "first", interval=0.01, timeout=0.05, log=lines.append) == 1
+
+
+def test_katib_source_with_a_budget_chooses_from_the_records_by_the_experiments_objective(costed: Path) -> None:
+    experiment = katib_experiment("exp-cnn", True)  # Katib's optimal trial is over the budget
+    choice, finished = KatibSource(costed, lambda: experiment, Budget(latency_p99_ms=0.5)).poll()
+    assert finished and choice.best == Best("exp-mlp-big", "accuracy", 0.98, "records")
+    choice, _ = KatibSource(costed, lambda: experiment).poll()
+    assert choice.best == Best("exp-cnn", "accuracy", 0.98, "katib")  # no budget: Katib decides, as before
+
+
+def test_promote_command_with_a_budget_logs_what_it_ruled_out(costed: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "katib_nas_server", "promote", "--first", "--source", "records"]
+        + ["--experiment", costed.name, "--model-root", str(costed.parent), "--max-latency-p99-ms=0.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "best model: exp-mlp-big (accuracy=0.98, from records)",
+        "within the serving budget (p99 latency <= 0.5 ms); ruled out as better but over it: exp-old "
+        "(accuracy=0.995: no serving cost measured); exp-cnn (accuracy=0.99: latency_p99_ms 0.9 ms > 0.5 ms) "
+        "(2 over it in all, listed in best.json)",
+    ]
+
+
+@pytest.mark.parametrize("flag", ["--max-latency-p99-ms=0", "--max-latency-p99-ms=nan", "--max-model-bytes=-3"])
+def test_promote_refuses_a_budget_that_is_not_positive(flag: str, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "katib_nas_server", "promote", "--first", "--experiment=e", f"--model-root={tmp_path}"]
+        + [flag],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and proc.stderr.splitlines()[-1].startswith("katib_nas_server promote: error: argument")

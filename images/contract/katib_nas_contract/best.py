@@ -4,6 +4,11 @@ One place decides the best trial: from Katib's `status.currentOptimalTrial` on a
 trial records on disk elsewhere. The decision is published as `<experiment dir>/best.json`,
 written atomically and only ever naming a trial whose record is complete, so a reader never
 follows it to a half-written model.
+
+With a serving budget (the chart's `promotion.budget`) the best trial is the best complete record
+whose measured serving cost fits; Katib's optimal trial knows nothing of serving cost, so the records
+decide on a cluster too. best.json then names the budget and the trials it ruled out, and when no
+trial fits it says so with `"trial": null` rather than keep naming a model over the budget.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .files import atomic_write, read_json_or
-from .record import METRICS, MODEL, POINTER, is_complete
+from .record import METRICS, MODEL, POINTER, SERVING_COST, is_complete
+from .serving_cost import Budget
 
 Goal = Literal["maximize", "minimize"]
+NO_BUDGET = Budget()
 
 
 @dataclass(frozen=True)
@@ -42,22 +49,71 @@ def complete_record(experiment_dir: Path, trial: str) -> dict[str, Any] | None:
     return metrics
 
 
-def best_from_records(experiment_dir: Path, metric: str = "accuracy", goal: Goal = "maximize") -> Best | None:
-    """Best complete trial on disk. Failed, interrupted and half-written trials have no COMPLETE and are
-    skipped; early-stopped ones are complete and compete. Ties go to the trial name that sorts first,
-    so every reader picks the same one."""
+@dataclass(frozen=True)
+class RuledOut:
+    """A complete trial the serving budget kept from promotion, and why."""
+
+    trial: str
+    value: float
+    why: str
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The best trial within the budget (None: none fits, or none is complete) and the trials the
+    budget ruled out, best objective first."""
+
+    best: Best | None
+    metric: str = "accuracy"
+    goal: Goal = "maximize"
+    budget: Budget = NO_BUDGET
+    ruled_out: tuple[RuledOut, ...] = ()
+
+    @property
+    def none_fits(self) -> bool:
+        return self.best is None and bool(self.ruled_out)
+
+    def overtaken(self) -> tuple[RuledOut, ...]:
+        """The ruled-out trials whose objective beats the chosen one's: where the budget changed the choice."""
+        best = self.best
+        if best is None:
+            return self.ruled_out
+        return tuple(
+            r for r in self.ruled_out if (r.value > best.value if self.goal == "maximize" else r.value < best.value)
+        )
+
+
+def choose(
+    experiment_dir: Path, metric: str = "accuracy", goal: Goal = "maximize", budget: Budget = NO_BUDGET
+) -> Choice:
+    """Best complete trial on disk within the budget. Failed, interrupted and half-written trials have no
+    COMPLETE and are skipped; early-stopped ones are complete and compete. Ties go to the trial name
+    that sorts first, so every reader picks the same one."""
     candidates: list[tuple[float, str]] = []
+    ruled_out: list[tuple[float, str, str]] = []
     if not experiment_dir.is_dir():
-        return None
+        return Choice(None, metric, goal, budget)
     for record in experiment_dir.iterdir():
         metrics = complete_record(experiment_dir, record.name) if record.is_dir() else None
         value = _number(metrics.get(metric)) if metrics else None
-        if value is not None:
-            candidates.append((-value if goal == "maximize" else value, record.name))
+        if value is None:
+            continue
+        key = -value if goal == "maximize" else value
+        why = budget.violations(read_json_or(record / SERVING_COST, None))
+        if why:
+            ruled_out.append((key, record.name, "; ".join(why)))
+        else:
+            candidates.append((key, record.name))
+    out = tuple(RuledOut(trial, -key if goal == "maximize" else key, why) for key, trial, why in sorted(ruled_out))
     if not candidates:
-        return None
+        return Choice(None, metric, goal, budget, out)
     key, trial = min(candidates)
-    return Best(trial, metric, -key if goal == "maximize" else key, "records")
+    return Choice(Best(trial, metric, -key if goal == "maximize" else key, "records"), metric, goal, budget, out)
+
+
+def best_from_records(experiment_dir: Path, metric: str = "accuracy", goal: Goal = "maximize") -> Best | None:
+    """Best complete trial on disk, with no budget."""
+    return choose(experiment_dir, metric, goal).best
 
 
 def best_from_experiment(experiment: dict[str, Any], experiment_dir: Path) -> Best | None:
@@ -88,16 +144,59 @@ def read_pointer(experiment_dir: Path) -> Any:
     return read_json_or(experiment_dir / POINTER, None)
 
 
-def publish(experiment_dir: Path, best: Best) -> bool:
-    """Point best.json at `best` (temp file, fsync, rename); False when it already does."""
+def publish(experiment_dir: Path, best: Best, choice: Choice | None = None) -> bool:
+    """Point best.json at `best` (temp file, fsync, rename); False when it already does. `choice` (a
+    budgeted decision) adds the budget and the trials it ruled out."""
+    budget = _budget_doc(choice)
     current = read_pointer(experiment_dir)
-    if isinstance(current, dict) and current.get("trial") == best.trial and current.get("value") == best.value:
+    if (
+        isinstance(current, dict)
+        and current.get("trial") == best.trial
+        and current.get("value") == best.value
+        and current.get("budget") == budget
+    ):
         return False
     if complete_record(experiment_dir, best.trial) is None:
         raise ValueError(f"refusing to publish {best.trial}: its record is not complete")
     payload = {**asdict(best), "model": best.model, "published_at": time.time()}
+    if choice is not None and budget is not None:
+        payload |= {"budget": budget, "ruled_out": [asdict(r) for r in choice.ruled_out]}
     atomic_write(experiment_dir / POINTER, json.dumps(payload, indent=2, sort_keys=True).encode())
     return True
+
+
+def publish_none_fits(experiment_dir: Path, choice: Choice) -> bool:
+    """Say in best.json that no complete trial fits the budget (`"trial": null` and why), so no reader
+    keeps following a pointer to a model over it; False when it already says so."""
+    reason = none_fits_reason(choice)
+    current = read_pointer(experiment_dir)
+    if isinstance(current, dict) and current.get("trial", "") is None and current.get("reason") == reason:
+        return False
+    payload = {
+        "trial": None,
+        "metric": choice.metric,
+        "reason": reason,
+        "budget": _budget_doc(choice),
+        "ruled_out": [asdict(r) for r in choice.ruled_out],
+        "published_at": time.time(),
+    }
+    atomic_write(experiment_dir / POINTER, json.dumps(payload, indent=2, sort_keys=True).encode())
+    return True
+
+
+def none_fits_reason(choice: Choice) -> str:
+    first = choice.ruled_out[0]
+    return (
+        f"no complete trial fits the serving budget ({choice.budget.describe()}): {len(choice.ruled_out)} ruled out, "
+        f"the best {first.trial} ({choice.metric}={first.value:g}: {first.why}); raise promotion.budget or search "
+        "smaller models"
+    )
+
+
+def _budget_doc(choice: Choice | None) -> dict[str, Any] | None:
+    if choice is None or not choice.budget.is_set:
+        return None
+    return {"latency_p99_ms": choice.budget.latency_p99_ms, "model_bytes": choice.budget.model_bytes}
 
 
 def _number(value: Any) -> float | None:

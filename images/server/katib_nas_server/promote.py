@@ -3,6 +3,9 @@
 --watch   keep it current while the Experiment runs, then stay up (the extraction pod's job);
 --first   return once a best model is published (the server's init container);
 --final   return once the Experiment has finished and its best model is published (the batch Job).
+
+--max-latency-p99-ms / --max-model-bytes (the chart's promotion.budget, passed to all three) promote
+the best trial whose measured serving cost fits, and log the better trials the budget ruled out.
 """
 
 from __future__ import annotations
@@ -13,15 +16,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from katib_nas_contract.best import Best, best_from_experiment, best_from_records, experiment_finished, publish
-from katib_nas_contract.record import POINTER
+from katib_nas_contract.best import (
+    NO_BUDGET,
+    Choice,
+    Goal,
+    best_from_experiment,
+    choose,
+    experiment_finished,
+    none_fits_reason,
+    publish,
+    publish_none_fits,
+    read_pointer,
+)
+from katib_nas_contract.serving_cost import Budget
 
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
 class Source(Protocol):
-    def poll(self) -> tuple[Best | None, bool]:
-        """The best complete trial now (if any), and whether the search has finished."""
+    def poll(self) -> tuple[Choice, bool]:
+        """The best complete trial now (if any, within the budget), and whether the search has finished."""
         ...
 
 
@@ -29,25 +43,31 @@ class RecordsSource:
     """Trial records on disk: local runs, or a cluster without API access. It cannot know when the
     search ends, so --final returns as soon as a best model exists."""
 
-    def __init__(self, experiment_dir: Path, metric: str, goal: str) -> None:
-        self.experiment_dir, self.metric, self.goal = experiment_dir, metric, goal
+    def __init__(self, experiment_dir: Path, metric: str, goal: str, budget: Budget = NO_BUDGET) -> None:
+        self.experiment_dir, self.metric, self.budget = experiment_dir, metric, budget
+        self.goal: Goal = "minimize" if goal == "minimize" else "maximize"
 
-    def poll(self) -> tuple[Best | None, bool]:
-        best = best_from_records(
-            self.experiment_dir, self.metric, "minimize" if self.goal == "minimize" else "maximize"
-        )
-        return best, best is not None
+    def poll(self) -> tuple[Choice, bool]:
+        choice = choose(self.experiment_dir, self.metric, self.goal, self.budget)
+        return choice, choice.best is not None or choice.none_fits
 
 
 class KatibSource:
-    """The Experiment's status through the Kubernetes API (the chart's read-only Role)."""
+    """The Experiment's status through the Kubernetes API (the chart's read-only Role). With a budget the
+    trial records choose (Katib's optimal trial ignores serving cost), by the Experiment's objective."""
 
-    def __init__(self, experiment_dir: Path, fetch: Callable[[], dict[str, Any]]) -> None:
-        self.experiment_dir, self.fetch = experiment_dir, fetch
+    def __init__(self, experiment_dir: Path, fetch: Callable[[], dict[str, Any]], budget: Budget = NO_BUDGET) -> None:
+        self.experiment_dir, self.fetch, self.budget = experiment_dir, fetch, budget
 
-    def poll(self) -> tuple[Best | None, bool]:
+    def poll(self) -> tuple[Choice, bool]:
         experiment = self.fetch()
-        return best_from_experiment(experiment, self.experiment_dir), experiment_finished(experiment)
+        finished = experiment_finished(experiment)
+        if not self.budget.is_set:
+            return Choice(best_from_experiment(experiment, self.experiment_dir)), finished
+        objective = (experiment.get("spec") or {}).get("objective") or {}
+        goal: Goal = "minimize" if objective.get("type") == "minimize" else "maximize"
+        metric = str(objective.get("objectiveMetricName", "accuracy"))
+        return choose(self.experiment_dir, metric, goal, self.budget), finished
 
 
 def kube_fetch(name: str, namespace: str) -> Callable[[], dict[str, Any]]:
@@ -77,16 +97,25 @@ def run(
     started = time.monotonic()
     waiting_said = False
     while True:
-        best, finished = source.poll()
-        if best is not None and publish(experiment_dir, best):
+        choice, finished = source.poll()
+        best = choice.best
+        if best is not None and publish(experiment_dir, best, choice):
             log(f"best model: {best.trial} ({best.metric}={best.value:g}, from {best.source})")
-        published = best is not None or (experiment_dir / POINTER).is_file()
+            if choice.budget.is_set:
+                log(ruled_out_line(choice))
+        elif choice.none_fits and publish_none_fits(experiment_dir, choice):
+            log(none_fits_reason(choice))
+        pointer = read_pointer(experiment_dir)
+        published = isinstance(pointer, dict) and isinstance(pointer.get("trial"), str)
         if mode == "first" and published:
             return 0
         if mode == "final" and finished:
             if published:
                 return 0
-            log(f"the search finished without a complete trial under {experiment_dir}; nothing to serve")
+            if choice.none_fits:
+                log(f"the search finished and {none_fits_reason(choice)}; nothing to serve")
+            else:
+                log(f"the search finished without a complete trial under {experiment_dir}; nothing to serve")
             return 1
         if timeout and time.monotonic() - started > timeout:
             log(f"gave up after {timeout:g}s without {'a finished search' if mode == 'final' else 'a best model'}")
@@ -95,6 +124,36 @@ def run(
             log(f"waiting for {'the search to finish' if mode == 'final' else 'a complete trial'} in {experiment_dir}")
             waiting_said = True
         sleep(interval)
+
+
+def ruled_out_line(choice: Choice) -> str:
+    """Which better trials the budget kept out of promotion (the chosen one is the best that fits)."""
+    overtaken = choice.overtaken()
+    named = "; ".join(f"{r.trial} ({choice.metric}={r.value:g}: {r.why})" for r in overtaken[:5])
+    more = f"; and {len(overtaken) - 5} more" if len(overtaken) > 5 else ""
+    return (
+        f"within the serving budget ({choice.budget.describe()}); "
+        + (f"ruled out as better but over it: {named}{more}" if overtaken else "no better trial was ruled out")
+        + (f" ({len(choice.ruled_out)} over it in all, listed in best.json)" if choice.ruled_out else "")
+    )
+
+
+def budget_from(args: argparse.Namespace) -> Budget:
+    return Budget(args.max_latency_p99_ms, args.max_model_bytes)
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number >= 1")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,6 +174,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--goal", choices=("maximize", "minimize"), default="maximize", help="records source")
     parser.add_argument("--interval", type=float, default=15.0, help="seconds between polls")
     parser.add_argument("--timeout", type=float, default=0.0, help="give up after this many seconds (0: never)")
+    parser.add_argument(
+        "--max-latency-p99-ms", type=positive_float, help="promote only models whose measured batch-1 p99 fits"
+    )
+    parser.add_argument("--max-model-bytes", type=positive_int, help="promote only models whose file fits")
 
 
 def source_for(args: argparse.Namespace, experiment_dir: Path) -> Source:
@@ -122,5 +185,5 @@ def source_for(args: argparse.Namespace, experiment_dir: Path) -> Source:
     if kind == "auto":
         kind = "katib" if SERVICE_ACCOUNT_TOKEN.is_file() else "records"
     if kind == "katib":
-        return KatibSource(experiment_dir, kube_fetch(args.experiment, args.namespace))
-    return RecordsSource(experiment_dir, args.metric, args.goal)
+        return KatibSource(experiment_dir, kube_fetch(args.experiment, args.namespace), budget_from(args))
+    return RecordsSource(experiment_dir, args.metric, args.goal, budget_from(args))
