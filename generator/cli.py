@@ -286,6 +286,48 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare, read_record_runs
+    from .compare.arms import DEFAULT_ARMS, parse_arms
+    from .compare.local import prepare, run_all
+    from .errors import CompareError
+
+    report = _checked(args.file, args.release)
+    assert report.values is not None
+    objective = report.values.experiment.objective
+    metric, maximize = objective.objectiveMetricName, objective.type == "maximize"
+    if args.records:
+        if args.algorithms is not None or args.seeds is not None or args.parallel is not None:
+            raise CompareError(
+                "--records reads searches that already ran: leave out --algorithms, --seeds and --parallel"
+            )
+        runs = read_record_runs(args.records, metric, maximize)
+    else:
+        seeds = 5 if args.seeds is None else args.seeds
+        if seeds < 1:
+            raise CompareError(f"--seeds {seeds}: give 1 or more searches per arm")
+        arms = parse_arms(DEFAULT_ARMS if args.algorithms is None else args.algorithms)
+        searches = prepare(args.file, report, arms, seeds, args.out, args.release)
+        e = report.values.experiment
+        print(
+            f"comparing {', '.join(a.label for a in arms)} over {seeds} seed(s): {len(searches)} searches of "
+            f"{e.maxTrialCount} trials x {report.values.trial.epochs} epochs, one after another; records in "
+            f"{args.out / 'runs'}",
+            file=sys.stderr,
+        )
+        ran = run_all(searches, args.parallel, metric, maximize)
+        if ran is None:
+            from .local.runner import EXIT_INTERRUPTED
+
+            print("interrupted: run the same command again to resume", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        runs = ran
+    result = compare(runs, args.out, str(args.file), metric, maximize, args.target)
+    print(result.verdict_line)
+    print(f"wrote {result.page} and {result.summary}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="katib-nas", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -341,6 +383,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, help="report folder (default: <experiment dir>/report)")
     release_options(p)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="compare search algorithms over seeds: run here, or read copied records")
+    p.add_argument("file", type=Path, metavar="FILE", help="the values file: search space, trials and objective")
+    p.add_argument(
+        "--algorithms",
+        help="arms as ALGORITHM[+RULE], comma-separated; RULE none, median or successive-halving overrides the "
+        "file's early stopping, a rule alone means random+RULE "
+        "(default: random,tpe,bayesianoptimization,random+successive-halving)",
+    )
+    p.add_argument("--seeds", type=int, help="searches per arm, seeds 1..N (default: 5)")
+    p.add_argument("--parallel", type=int, help="trials at once in each search (default: as `run --local`)")
+    p.add_argument(
+        "--records",
+        nargs="+",
+        metavar="ARM=DIR",
+        help="compare searches that already ran: each DIR one Experiment's trial records (copied off the "
+        "model volume with tar, which keeps file times); an ARM given again is another seed",
+    )
+    p.add_argument("--target", type=float, help="objective for time-to-target (default: median of the final bests)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT / "compare", help="report and runs (default: %(default)s)")
+    release_options(p)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("schema", help="write charts/katib-nas/values.schema.json from the models")
     p.add_argument("--check", action="store_true", help="exit 1 if the committed schema is out of date")

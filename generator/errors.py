@@ -65,3 +65,7 @@ class HelmError(GeneratorError):
 
 class LocalRunError(GeneratorError, ValueError):
     """A values file describes something the local runner cannot do, or the local run failed."""
+
+
+class CompareError(GeneratorError, ValueError):
+    """`katib-nas compare` was given arms, seeds or trial records it cannot compare."""

@@ -93,7 +93,8 @@ def sampler_for(experiment: Experiment, source: str, seed: int) -> BaseSampler:
             warnings.simplefilter("ignore", ExperimentalWarning)
             return QMCSampler(qmc_type="sobol", scramble=True, seed=seed)
     if name == "bayesianoptimization":
-        return GPSampler(seed=seed)
+        # skopt's n_initial_points (default 10): random suggestions before the Gaussian process steers.
+        return GPSampler(seed=seed, n_startup_trials=int(settings.get("n_initial_points", 10)))
     raise LocalRunError(
         f"{source}: experiment.algorithm.algorithmName: {name} has no local equivalent; run it on a cluster, "
         f"or use one of {', '.join(LOCAL)} locally"
