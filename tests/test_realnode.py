@@ -1,7 +1,7 @@
 """The real-node tier: a one-node cluster that runs containers (tests/realnode.py), Katib v0.19.0's
 standalone install from its own manifests, and the project's images. Needs root; built by
-ci/install-controlplane.sh, ci/install-node.sh and ci/images/build.sh. Run with `make test-node`
-(marker `realnode`, deselected from the default run)."""
+ci/install-controlplane.sh, ci/install-node.sh and ci/images/build.sh (marker `realnode`; part of
+`make test`, and `make test-node` runs it alone)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
+from katib_nas_contract.best import Best, complete_record, publish
 
 from .conftest import ROOT, tool, tool_env
 from .realnode import HELPER_IMAGE, Node, diagnostics, host_state, install_katib, real_node
@@ -240,6 +242,24 @@ def test_search_serves_and_keeps_the_best_model(katib: Node) -> None:
     answer = httpx.post(f"{url}/v2/models/digits/infer", json=body, timeout=30)
     assert answer.status_code == 200, answer.text
     assert answer.json()["outputs"], answer.text
+
+    # The server follows the pointer through the PVC. With the extraction scaled to zero, point
+    # best.json at a weaker complete trial, as a promotion would: the server swaps to it. Then the
+    # extraction comes back and restores Katib's optimum (a better model appears): it swaps again.
+    def serves(trial: str) -> bool:
+        return httpx.get(f"{url}/v2/models/digits", timeout=10).json().get("trial") == trial
+
+    extraction = ["-n", NAMESPACE, "scale", f"deployment/{EXPERIMENT}-extract"]
+    node.kubectl(*extraction, "--replicas=0")
+    node.kubectl("-n", NAMESPACE, "wait", "--for=delete", "pod", "-l", "app.kubernetes.io/component=extract",
+                 "--timeout=120s", timeout=150)  # fmt: skip
+    weaker = next(t["metadata"]["name"] for t in succeeded if t["metadata"]["name"] != best["bestTrialName"])
+    weaker_metrics = complete_record(models, weaker)
+    assert weaker_metrics is not None, list((models / weaker).iterdir())
+    publish(models, Best(weaker, "accuracy", float(weaker_metrics["accuracy"]), "records"))
+    node.wait(lambda: serves(weaker), f"the server to serve {weaker} after best.json moved", 120)
+    node.kubectl(*extraction, "--replicas=1")
+    node.wait(lambda: serves(best["bestTrialName"]), "the server to serve Katib's optimum again", 180)
 
     # The batch Job waits for the final model, then writes its predictions next to the trials.
     job = node.kubectl("-n", NAMESPACE, "get", "jobs", "-l", "app.kubernetes.io/component=batch", "-o", "name")
