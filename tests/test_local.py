@@ -270,3 +270,15 @@ def test_a_report_from_katib_trials_as_the_cluster_returns_them(tmp_path: Path) 
     text = page.read_text()
     assert "digits-a" in text and "carry no per-epoch curves" in text
     assert (tmp_path / "report" / "importance.png").is_file() and (tmp_path / "report" / "objective.png").is_file()
+
+
+def test_bayesianoptimization_suggests_skopts_initial_points_at_random_first() -> None:
+    """Katib's skopt service draws n_initial_points (default 10) at random before its Gaussian process."""
+
+    def startup(settings: list[dict[str, str]]) -> int:
+        algorithm = Algorithm.model_validate({"algorithmName": "bayesianoptimization", "algorithmSettings": settings})
+        sampler: Any = sampler_for(Experiment(algorithm=algorithm), "f.yaml", 0)
+        return int(sampler._n_startup_trials)
+
+    assert startup([]) == 10
+    assert startup([{"name": "n_initial_points", "value": "3"}]) == 3
