@@ -91,6 +91,11 @@ def build_parser(prog: str, description: str | None = None) -> Parser:
     stopping.add_argument(
         "--es-reduction-factor", type=typed("es-reduction-factor", _ETA), default=3, help="successive halving's eta"
     )
+    stopping.add_argument(
+        "--es-replay-epoch",
+        type=typed("es-replay-epoch", _COUNT),
+        help="katib-nas replay: stop after this epoch, where the rule stopped the recorded trial (no peers read)",
+    )
     return parser
 
 
@@ -106,7 +111,13 @@ def stopping_rule(args: argparse.Namespace) -> Rule:
         args.es_start_step,
         args.es_min_trials,
         args.es_reduction_factor,
+        args.es_replay_epoch,
     )
+
+
+def threads(args: argparse.Namespace) -> int:
+    """CPU threads the trainer uses: --threads, else the CPUs this pod may use."""
+    return int(args.threads or cpu_quota())
 
 
 def data_dir(args: argparse.Namespace) -> Path:

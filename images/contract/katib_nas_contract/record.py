@@ -19,6 +19,8 @@ CURVE = "curve.json"  # [{"epoch", "accuracy", "loss", "train_accuracy", "train_
 METRICS = "metrics.json"  # final metrics of the best epoch; the objective is read from here
 MODEL = "model.onnx"  # the best epoch's model, input [batch, C, H, W], output logits
 SERVING_COST = "serving_cost.json"  # MODEL's batch-1 latency p50/p99 on one thread, parameters, bytes (serving_cost.py)
+PROVENANCE = "provenance.json"  # versions, device, seed, data digest, chart and image: written at a fresh start
+IMAGE = "image.json"  # the trial pod's image digest, added by the extraction pod (provenance.image_doc)
 POINTER = "best.json"  # next to the trial records: which trial is best
 DATASETS_DIR = ".datasets"  # download cache under the model root
 
@@ -26,12 +28,25 @@ DATASETS_DIR = ".datasets"  # download cache under the model root
 # own format.
 CHECKPOINT = {"pytorch": "checkpoint.pt", "keras": "checkpoint.npz"}
 WEIGHTS = {"pytorch": "weights.pt", "keras": "model.weights.h5"}
-FILES = (PARAMS, STATUS, CURVE, METRICS, MODEL, SERVING_COST, *CHECKPOINT.values(), *WEIGHTS.values())
+FILES = (
+    PARAMS,
+    PROVENANCE,
+    IMAGE,
+    STATUS,
+    CURVE,
+    METRICS,
+    MODEL,
+    SERVING_COST,
+    *CHECKPOINT.values(),
+    *WEIGHTS.values(),
+)
 
 
 class TrialRecord:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, provenance: dict[str, Any] | None = None) -> None:
+        """`provenance` (provenance.gather) is written when the trial starts afresh, not on a resume."""
         self.root = root
+        self.provenance = provenance
 
     def path(self, name: str) -> Path:
         return self.root / name
@@ -58,10 +73,13 @@ class TrialRecord:
         atomic_write(self.path(COMPLETE), b"")
 
     def start_over(self) -> None:
-        """A record from other parameters (or a stale COMPLETE) must not mix with this run."""
+        """A record from other parameters (or a stale COMPLETE) must not mix with this run; this run's
+        provenance is its first file."""
         self.path(COMPLETE).unlink(missing_ok=True)
         for name in FILES:
             self.path(name).unlink(missing_ok=True)
+        if self.provenance is not None:
+            self.write(PROVENANCE, self.provenance)
 
 
 def is_complete(record: Path) -> bool:

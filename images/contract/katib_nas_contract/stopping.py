@@ -34,6 +34,9 @@ class Rule:
     start_step: int = 4
     min_trials: int = 3
     eta: int = 3
+    # katib-nas replay: the epoch the rule stopped the recorded trial at. The decision came from the
+    # peers' curves as they stood then, which no later state of the experiment holds, so it is replayed.
+    replay_epoch: int | None = None
 
 
 def _worse(a: float, b: float, maximize: bool) -> bool:
@@ -75,6 +78,8 @@ def halving_stop(mine: Sequence[float], others: Sequence[Sequence[float]], rule:
 
 
 def should_stop(mine: Sequence[float], others: Sequence[Sequence[float]], rule: Rule) -> bool:
+    if rule.replay_epoch is not None:
+        return rule.name != "none" and len(mine) >= rule.replay_epoch
     if rule.name == "median":
         return median_stop(mine, others, rule)
     if rule.name == "successive-halving":

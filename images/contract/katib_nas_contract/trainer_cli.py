@@ -8,9 +8,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .args import build_parser, cpu_quota, data_dir, search_params, stopping_rule, trial_name
+from .args import build_parser, data_dir, search_params, stopping_rule, threads, trial_name
 from .datasets import Arrays, DataError, load
 from .katib_status import report_early_stop
+from .provenance import gather
 from .record import TrialRecord
 from .trial import Run, Trainer, dry_run, train
 
@@ -34,7 +35,7 @@ def main(framework: Framework, argv: list[str] | None = None) -> int:
     params = search_params(args)
     try:
         data = load(args.dataset, data_dir(args), args.output_dir)
-        device = framework.configure(args.threads or cpu_quota(), args.device, args.seed)
+        device = framework.configure(threads(args), args.device, args.seed)
     except (DataError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)  # noqa: T201
         return 2
@@ -49,8 +50,14 @@ def main(framework: Framework, argv: list[str] | None = None) -> int:
     )
     if args.dry_run:
         return dry_run(run, framework.trainer(run, data, device))
-    run.record = TrialRecord(args.output_dir / args.experiment / trial_name(args, params))
-    code = train(run, data, lambda: framework.trainer(run, data, device))
+    record = run.record = TrialRecord(args.output_dir / args.experiment / trial_name(args, params))
+
+    def start() -> Trainer:
+        trainer = framework.trainer(run, data, device)
+        record.provenance = gather(args, trainer.framework, device, data)  # written if the trial starts afresh
+        return trainer
+
+    code = train(run, data, start)
     said = report_early_stop(run.record) if code == 0 else None  # our rules' stops are EarlyStopped in Katib
     if said:
         print(f"{prog}: {said}", file=sys.stderr)  # noqa: T201
