@@ -109,6 +109,7 @@ bench: setup
 	$(PY) -W ignore bench/bench_trainer.py
 	$(PY) -W ignore bench/bench_server.py
 	$(PY) -W ignore bench/bench_stopping.py
+	$(PY) -W ignore bench/bench_search.py
 
 all: test bench
 
