@@ -294,15 +294,18 @@ def test_unknown_routes_and_methods_get_json_errors(server: Server) -> None:
         assert client.delete("/predict").json() == {"error": "Method Not Allowed"}
 
 
+def metric_samples(client: httpx.Client) -> dict[str, float]:
+    """/metrics as {series: value}."""
+    lines = client.get("/metrics").text.splitlines()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if line and line[0] != "#"}
+
+
 def test_metrics_count_requests_latency_rows_and_the_model_version(server: Server) -> None:
     with server.client() as client:
         for _ in range(3):
             client.post("/predict", json={"instances": [[0.5] * 64] * 4})
         client.post("/predict", json={"instances": []})
-        text = client.get("/metrics").text
-    samples = {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and line[0] != "#"
-    }
+        samples = metric_samples(client)
     assert samples['katib_nas_requests_total{code="200",method="POST",route="/predict"}'] >= 3
     assert samples['katib_nas_requests_total{code="400",method="POST",route="/predict"}'] >= 1
     assert samples['katib_nas_request_duration_seconds_count{route="/predict"}'] >= 4
@@ -390,7 +393,9 @@ def test_a_model_that_fails_to_load_leaves_the_old_one_serving(digits_records: P
         (broken / name).write_text("{}")
     (broken / "metrics.json").write_text('{"accuracy": 0.99}')
     (broken / "model.onnx").write_bytes(b"not an onnx file")
+    served_at = json.loads((experiment / "best.json").read_text())["published_at"]
     with serving(experiment, tmp_path / "server.log") as server, server.client() as client:
+        fresh = metric_samples(client)
         publish(experiment, Best("mlp-broken", "accuracy", 0.99, "records"))
         deadline = time.monotonic() + 10
         while "cannot load" not in server.logs():
@@ -399,6 +404,13 @@ def test_a_model_that_fails_to_load_leaves_the_old_one_serving(digits_records: P
         assert client.get("/v2/health/ready").status_code == 200
         answer = client.post("/predict", json={"instances": [[0.5] * 64]})
         assert answer.status_code == 200 and answer.json()["trial"] == "mlp-small"
+        stale = metric_samples(client)
+    # What the KatibNasServedModelStale alert compares: equal while the pointed-to model is served, then
+    # best.json's newer time against the served model's.
+    model, best = "katib_nas_model_published_timestamp_seconds", "katib_nas_best_published_timestamp_seconds"
+    assert fresh[model] == fresh[best] == served_at
+    assert stale[model] == served_at
+    assert stale[best] == json.loads((experiment / "best.json").read_text())["published_at"] > served_at
 
 
 @pytest.mark.parametrize(

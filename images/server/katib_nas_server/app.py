@@ -94,8 +94,10 @@ def create_app(settings: Settings) -> FastAPI:
         metrics.model_info.labels(settings.model_name, new.version, new.trial).set(1)
         metrics.swaps.inc()
         metrics.ready.set(1)
+        metrics.model_published.set(new.published_at or 0)
 
     holder = ModelHolder(settings.model_dir, settings.intra_op_threads, on_swap)
+    metrics.best_published.set_function(lambda: holder.pointer_published_at or 0)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

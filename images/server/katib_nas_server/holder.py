@@ -22,6 +22,7 @@ class ModelHolder:
         self.model_dir, self.threads, self.on_swap = model_dir, threads, on_swap
         self.current: LoadedModel | None = None
         self.waiting_for = "no model loaded yet from MODEL_DIR"
+        self.pointer_published_at: float | None = None  # best.json's published_at at the last check
         self._failed_version: str | None = None
         self._problem: str | None = None  # the last problem logged, so a stuck pointer logs once
 
@@ -31,6 +32,7 @@ class ModelHolder:
         a model that fails to load is not retried until the pointer moves."""
         try:
             pointer = resolve(self.model_dir)
+            self.pointer_published_at = pointer.published_at
             if (self.current is not None and self.current.version == pointer.version) or (
                 pointer.version == self._failed_version
             ):

@@ -29,6 +29,7 @@ class Pointer:
 
     record: Path
     version: str
+    published_at: float | None = None  # best.json's publication time; None for a trial record served as is
 
 
 def resolve(model_dir: Path) -> Pointer:
@@ -48,7 +49,7 @@ def resolve(model_dir: Path) -> Pointer:
         raise ModelNotFound(f"{POINTER} in MODEL_DIR does not name a trial directory; the promote step rewrites it")
     if isinstance(published, bool) or not isinstance(published, int | float) or not math.isfinite(published):
         raise ModelNotFound(f"{POINTER} in MODEL_DIR has no numeric published_at; the promote step rewrites it")
-    return Pointer(model_dir / trial, f"{trial}@{published:.0f}")
+    return Pointer(model_dir / trial, f"{trial}@{published:.0f}", float(published))
 
 
 @dataclass
@@ -62,6 +63,7 @@ class LoadedModel:
     classes: int
     parameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    published_at: float | None = None  # when best.json named this model (the pointer's published_at)
 
     @property
     def features(self) -> int:
@@ -106,6 +108,7 @@ def load(pointer: Pointer, threads: int = 1) -> LoadedModel:
         classes=int(classes) if isinstance(classes, int) else int(metrics.get("classes", 0)),
         parameters=params.get("params", {}),
         metrics=metrics,
+        published_at=pointer.published_at,
     )
 
 

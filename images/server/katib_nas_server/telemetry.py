@@ -42,6 +42,17 @@ class Metrics:
         )
         self.swaps = Counter("katib_nas_model_swaps", "Models loaded and swapped in.", registry=self.registry)
         self.ready = Gauge("katib_nas_model_ready", "1 when a model is loaded.", registry=self.registry)
+        # The two times a stale-model alert compares (0 until known, and when MODEL_DIR is one trial record).
+        self.model_published = Gauge(
+            "katib_nas_model_published_timestamp_seconds",
+            "When best.json named the model being served (Unix time).",
+            registry=self.registry,
+        )
+        self.best_published = Gauge(
+            "katib_nas_best_published_timestamp_seconds",
+            "When the model best.json names now was published (Unix time), read at each check of best.json.",
+            registry=self.registry,
+        )
 
 
 class TelemetryMiddleware:
