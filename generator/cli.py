@@ -287,6 +287,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    import math
+
     from .compare import compare, read_record_runs
     from .compare.arms import DEFAULT_ARMS, parse_arms
     from .compare.local import prepare, run_all
@@ -296,6 +298,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     assert report.values is not None
     objective = report.values.experiment.objective
     metric, maximize = objective.objectiveMetricName, objective.type == "maximize"
+    if args.target is not None and not math.isfinite(args.target):
+        raise CompareError(f"--target {args.target}: give a finite {metric} value")
     if args.records:
         if args.algorithms is not None or args.seeds is not None or args.parallel is not None:
             raise CompareError(

@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from generator.cli import main
 from generator.compare.arms import Arm, arm_values, parse_arms
-from generator.compare.runs import read_run
-from generator.compare.stats import summarize, time_to_target, verdict
+from generator.compare.runs import SearchRun, Trial, read_run
+from generator.compare.stats import band, summarize, time_to_target, verdict
 
 from .conftest import ROOT, tool_env
 
@@ -215,6 +217,35 @@ def test_a_minimized_objective_wins_low(tmp_path: Path) -> None:
     assert verdict(summarize(runs, 0.2, maximize=False), maximize=False).winner == "b"
 
 
+def synthetic(arm: str, seed: int, values: list[float | None]) -> SearchRun:
+    trials = [Trial(f"t{i}", 10.0 * (i + 1), 1 + i % 3, v) for i, v in enumerate(values)]
+    done = [t for t in trials if t.value is not None]
+    best = max(done, key=lambda t: t.value or 0.0)
+    return SearchRun(arm, str(seed), Path(arm), trials, best.name, best.value or 0.0, None)
+
+
+objectives = st.lists(st.one_of(st.none(), st.floats(0.0, 1.0)), min_size=1, max_size=6).filter(
+    lambda vs: any(v is not None for v in vs)
+)
+
+
+@given(st.lists(st.lists(objectives, min_size=1, max_size=4), min_size=1, max_size=4), st.floats(0.0, 1.0))
+def test_the_winner_is_never_behind_and_bands_hold_every_seed(
+    arms: list[list[list[float | None]]], target: float
+) -> None:
+    runs = [synthetic(f"arm{a}", s, values) for a, seeds in enumerate(arms) for s, values in enumerate(seeds)]
+    summaries = summarize(runs, target, maximize=True)
+    v = verdict(summaries, maximize=True)
+    finals = {s.arm: s.final for s in summaries}
+    assert all(finals[v.winner] >= f for f in finals.values())
+    assert v.margin >= 0 and (v.runner_up is None or v.margin == finals[v.winner] - finals[v.runner_up])
+    for s in summaries:
+        for axis in ("epochs", "seconds"):
+            b = band([r for r in runs if r.arm == s.arm], True, axis)
+            assert all(lo <= m <= hi for lo, m, hi in zip(b.low, b.median, b.high, strict=True))
+            assert b.high[-1] == max(s.finals) and b.low[-1] == min(s.finals)  # a finished search keeps its best
+
+
 # --- arms ----------------------------------------------------------------------------------------
 
 
@@ -256,6 +287,7 @@ def bad_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["--algorithms", "tpe,tpe"], "--algorithms: tpe is named twice"),
         (["--algorithms", ""], "--algorithms: '' is not an algorithm"),
         (["--seeds", "0"], "--seeds 0: give 1 or more"),
+        (["--target", "nan"], "--target nan: give a finite accuracy value"),
         (["--records", str(good)], "write ARM=DIR"),
         (["--records", f"tpe={tmp_path / 'missing'}"], "missing: no such directory of trial records"),
         (["--records", f"tpe={empty}"], "empty: no trial records (*/params.json)"),
