@@ -286,6 +286,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import replay
+
+    code, verdict = replay(args.record, args.scratch, lambda line: print(line, file=sys.stderr, flush=True))
+    print(verdict)
+    return code
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     import math
 
@@ -409,6 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT / "compare", help="report and runs (default: %(default)s)")
     release_options(p)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("replay", help="rerun a trial from its record and say whether the metrics match")
+    p.add_argument("record", type=Path, metavar="RECORD", help="a trial record: <model root>/<experiment>/<trial>/")
+    p.add_argument("--scratch", type=Path, help="train here and keep it (default: a temporary directory, removed)")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("schema", help="write charts/katib-nas/values.schema.json from the models")
     p.add_argument("--check", action="store_true", help="exit 1 if the committed schema is out of date")
