@@ -85,6 +85,11 @@ def _range(values: list[float] | list[int], digits: int = 4) -> str:
 def verdict_text(v: Verdict, metric: str) -> str:
     if v.runner_up is None:
         return f"Only one arm: {v.winner}."
+    if v.decided_by == "tie":
+        return (
+            f"No winner: {v.winner} and {v.runner_up} tie on median best {metric} and on median trial-epochs to the "
+            "target."
+        )
     if v.decided_by == "objective":
         head = f"Winner: {v.winner}, median best {metric} {v.margin:.4f} above {v.runner_up}"
     else:

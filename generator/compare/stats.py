@@ -138,7 +138,7 @@ class Verdict:
     runner_up: str | None
     margin: float  # how much better the winner's median final best is than the runner-up's
     spread: float | None  # the larger of the two arms' standard deviations over seeds
-    decided_by: str  # "objective" or, on a tie, "trial-epochs to target"
+    decided_by: str  # "objective"; on equal objectives "trial-epochs to target", or "tie" when those are equal too
 
     @property
     def clear(self) -> bool:
@@ -161,5 +161,9 @@ def verdict(arms: list[ArmSummary], maximize: bool) -> Verdict:
         second.arm,
         margin,
         max(spreads) if spreads else None,
-        "objective" if margin > 0 else "trial-epochs to target",
+        "objective"
+        if margin > 0
+        else "trial-epochs to target"
+        if first.to_target("epochs") < second.to_target("epochs")
+        else "tie",
     )
