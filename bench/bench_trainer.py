@@ -112,10 +112,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--part", choices=("all", "accuracy", "epoch"), default="all")
     parser.add_argument("--seeds", type=int, default=len(SEEDS), help=f"accuracy seeds from {SEEDS} (default: all)")
+    parser.add_argument("--arch", choices=("all", "mlp", "cnn"), default="all", help="accuracy reference models")
     args = parser.parse_args(argv)
     seeds = SEEDS[: args.seeds]
     print(f"{'benchmark':<40} {'pytorch':>9} {'keras':>9} {'keras vs pytorch':>17}   goal")
     for name, (goal, flags) in REFERENCE.items() if args.part in ("all", "accuracy") else ():
+        if args.arch not in ("all", name.split()[-1].lower()):  # "digits MLP" -> mlp
+            continue
         runs = {fw: [digits_accuracy(fw, flags, seed) for seed in seeds] for fw in ("pytorch", "keras")}
         mean = {fw: statistics.mean(a) for fw, a in runs.items()}
         gap = mean["keras"] - mean["pytorch"]

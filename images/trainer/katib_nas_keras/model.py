@@ -10,6 +10,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from .optimizers import TorchAdam, TorchRMSprop, TorchSGD
+
 # PyTorch's BatchNorm defaults (momentum 0.1 of the new statistic, eps 1e-5).
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
@@ -106,17 +108,15 @@ def build_model(
     return keras.Model(inputs, outputs)
 
 
-def build_optimizer(params: dict[str, Any]) -> tuple[keras.optimizers.Optimizer, float]:
-    """The optimizer and the coupled L2 weight decay the training step adds to the gradients.
-    PyTorch's Adam, SGD and RMSprop add weight_decay * w to every gradient (coupled); AdamW decays the
-    weights directly (decoupled), which Keras's AdamW does the same way."""
+def build_optimizer(params: dict[str, Any]) -> keras.optimizers.Optimizer:
+    """The optimizer with PyTorch's update rules, defaults and weight decay (see optimizers.py): coupled
+    L2 for Adam, SGD and RMSprop, decoupled for AdamW."""
     lr, decay, momentum = float(params["lr"]), float(params["weight-decay"]), float(params["momentum"])
     name = params["optimizer"]
     if name == "adamw":
-        return keras.optimizers.AdamW(learning_rate=lr, weight_decay=decay, epsilon=1e-8), 0.0
+        return TorchAdam(learning_rate=lr, weight_decay=decay, epsilon=1e-8)
     if name == "adam":
-        return keras.optimizers.Adam(learning_rate=lr, epsilon=1e-8), decay
+        return TorchAdam(learning_rate=lr, epsilon=1e-8, l2=decay)
     if name == "rmsprop":
-        # PyTorch's RMSprop: alpha 0.99, eps 1e-8 outside the square root.
-        return keras.optimizers.RMSprop(learning_rate=lr, rho=0.99, momentum=momentum, epsilon=1e-8), decay
-    return keras.optimizers.SGD(learning_rate=lr, momentum=momentum, nesterov=momentum > 0), decay
+        return TorchRMSprop(learning_rate=lr, rho=0.99, momentum=momentum, epsilon=1e-8, l2=decay)
+    return TorchSGD(learning_rate=lr, momentum=momentum, nesterov=momentum > 0, l2=decay)

@@ -45,7 +45,7 @@ class KerasTrainer:
         self.data = data
         self.device = device
         self.model = build_model(run.params, data.shape, data.classes, data.x_train)
-        self.optimizer, self.l2 = build_optimizer(run.params)
+        self.optimizer = build_optimizer(run.params)
         self.optimizer.build(self.model.trainable_variables)
         self.loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self.step = tf.function(self._step, reduce_retracing=True)
@@ -57,8 +57,6 @@ class KerasTrainer:
             logits = self.model(x, training=True)
             loss = self.loss(y, logits)
         grads = tape.gradient(loss, variables)
-        if self.l2:
-            grads = [g + self.l2 * v for g, v in zip(grads, variables, strict=True)]
         self.optimizer.apply_gradients(zip(grads, variables, strict=True))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1), y), tf.int64))
         return loss, correct
