@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from statistics import median
+from typing import Any
 
 import yaml
 
@@ -62,15 +64,19 @@ def main() -> int:
     subprocess.run(cmd, check=True, cwd=ROOT)
     seconds = time.monotonic() - started
     load_after = os.getloadavg()
-    s = json.loads((OUT / "summary.json").read_text())
+    print_figures(json.loads((OUT / "summary.json").read_text()), seconds, load_before, load_after)
+    return 0
+
+
+def print_figures(
+    s: dict[str, Any], seconds: float, load_before: tuple[float, float, float], load_after: tuple[float, float, float]
+) -> None:
     arms = s["arms"]
 
-    def median(xs: list[float]) -> float:
-        xs = sorted(xs)
-        mid = len(xs) // 2
-        return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
-
-    print(f"\nsearch-algorithm benchmark on digits: {SEEDS} seeds x {len(ARMS)} arms, 6 trials x {EPOCHS} epochs each")
+    print(
+        f"\nsearch-algorithm benchmark on digits: {SEEDS} seeds x {len(ARMS)} arms, "
+        f"{SEARCH['maxTrialCount']} trials x {EPOCHS} epochs each"
+    )
     print(
         f"{'arm':<28} {'best val acc':>24} {'test acc':>8} {'trial-epochs':>12} {'wall s':>7} {'epochs to target':>17}"
     )
@@ -83,7 +89,7 @@ def main() -> int:
             f"{arm:<28} {best:>24} {median(a['test_accuracy']):>8.4f} {median(a['trial_epochs']):>12.0f} "
             f"{median(a['seconds']):>7.0f} {reached:>17}"
         )
-    print(f"target (median of the 20 final bests): {s['target']:.4f}")
+    print(f"target (median of the {SEEDS * len(ARMS)} final bests): {s['target']:.4f}")
     random, halving = arms["random+none"], arms["random+successive-halving"]
     print(
         "successive-halving / random, median trial-epochs: "
@@ -93,15 +99,18 @@ def main() -> int:
         a, b = arms[arm]["epochs_to_target"], random["epochs_to_target"]
         ratio = "n/a (not reached by half the seeds)" if a is None or b is None else f"{a / b:.2f}x"
         print(f"{arm} / random, median trial-epochs to the target: {ratio}")
-    print(
-        f"winner: {s['winner']} by {s['margin']:.4f} over {s['runner_up']} "
-        f"({'exceeds' if s['margin_exceeds_spread'] else 'within'} the seed spread {s['spread']:.4f})"
-    )
+    if s["decided_by"] == "tie":
+        print(f"no winner: {s['winner']} and {s['runner_up']} tie on the median and on trial-epochs to the target")
+    else:
+        within = "exceeds" if s["margin_exceeds_spread"] else "is within"
+        print(
+            f"winner: {s['winner']} by {s['margin']:.4f} over {s['runner_up']} (decided by {s['decided_by']}); the "
+            f"margin {within} the seed spread (standard deviation {s['spread']:.4f})"
+        )
     print(
         f"whole benchmark {seconds / 60:.1f} min; load average {load_before[0]:.1f} before, "
-        f"{load_after[0]:.1f} after (2 cores); report {OUT / 'compare.html'}"
+        f"{load_after[0]:.1f} after, {load_after[2]:.1f} over the last 15 min (2 cores); report {OUT / 'compare.html'}"
     )
-    return 0
 
 
 if __name__ == "__main__":
