@@ -313,6 +313,26 @@ class Persistence(StrictModel):
     mountPath: str = Field("/models", description="Where pods mount the PVC (the model root).", pattern=r"^/")
 
 
+class ServingBudget(StrictModel):
+    latencyP99Ms: float | None = Field(
+        None,
+        gt=0,
+        description="(float) Most batch-1 p99 latency a promoted model may have, in milliseconds, as its trainer "
+        "measured it at export (onnxruntime, one thread). Unset: no latency limit.",
+    )
+    modelBytes: int | None = Field(
+        None, ge=1, description="(int) Largest model.onnx a promoted model may have, in bytes. Unset: no size limit."
+    )
+
+
+class Promotion(StrictModel):
+    budget: ServingBudget = Field(
+        default_factory=ServingBudget,
+        description="Serving budget: the extraction, server and batch steps promote the most accurate complete "
+        "trial whose measured serving cost fits, and name the better ones it ruled out.",
+    )
+
+
 class Extract(Scheduling):
     enabled: bool = Field(
         True,
@@ -447,6 +467,7 @@ class ChartValues(StrictModel):
     persistence: Persistence = Field(default_factory=Persistence, description="The model PVC.")
     serviceAccount: ServiceAccount = Field(default_factory=ServiceAccount, description="ServiceAccount.")
     rbac: Rbac = Field(default_factory=Rbac, description="RBAC.")
+    promotion: Promotion = Field(default_factory=Promotion, description="Which trial's model is promoted and served.")
     extract: Extract = Field(default_factory=Extract, description="Model-extraction pod.")
     batchInference: BatchInference = Field(default_factory=BatchInference, description="Batch-inference Job.")
     server: Server = Field(default_factory=Server, description="Inference server.")

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .checks_promotion import check_promotion
 from .checks_resources import check_resources
 from .checks_search import check_search
 from .errors import Problem, ProfileError
@@ -88,6 +89,7 @@ def validate_data(
         return report
     report.values = values
     report.problems += [Problem(source, path, msg) for path, msg in check_search(values, release)]
+    report.problems += [Problem(source, path, msg, warning) for path, msg, warning in check_promotion(values)]
     if profile is None:
         if not values.profile:
             report.problems.append(

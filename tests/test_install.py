@@ -398,6 +398,9 @@ FIRST_STOP = {
     "failed-above-max": ("helm", "katib-nas: experiment.maxFailedTrialCount (20) is larger"),
     "file-collector-without-source": ("helm", "katib-nas: experiment.metricsCollector.kind is File"),
     "collector-kind-not-katibs": ("helm", "don't meet the specifications of the schema"),
+    "budget-not-positive": ("helm", "don't meet the specifications of the schema"),
+    # Katib admits it; promotion would find no record holding the objective and rule out every model.
+    "budget-objective-not-in-records": ("promotion", ""),
     "prometheus-collector": ("webhook", "spec.metricsCollectorSpec.collector.kind"),
     "duplicate-parameter": ("webhook", "spec.trialTemplate.trialParameters[1].name"),
     "list-on-double": ("webhook", "spec.parameters[0].feasibleSpace.list"),

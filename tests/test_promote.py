@@ -302,3 +302,36 @@ def test_promote_refuses_a_budget_that_is_not_positive(flag: str, tmp_path: Path
         timeout=60,
     )
     assert proc.returncode == 2 and proc.stderr.splitlines()[-1].startswith("katib_nas_server promote: error: argument")
+
+
+@pytest.mark.parametrize("mode", ["fastapi", "kserve"])
+def test_the_budget_reaches_every_promotion_step(mode: str) -> None:
+    """One values setting: the extraction Deployment, the server's init container (its first model; its hot
+    swaps follow the pointer the extraction Deployment keeps) and the batch Job's init container all promote by it."""
+    import argparse
+
+    from katib_nas_server import promote
+
+    from .conftest import ROOT, helm_template
+
+    values = {"promotion": {"budget": {"latencyP99Ms": 0.25, "modelBytes": 5_000_000}}, "server": {"mode": mode}}
+    docs = helm_template(ROOT / "values" / "k3s-gpu.yaml", values=values)
+    commands = []
+    for d in docs:
+        if d["kind"] in ("Deployment", "Job"):
+            spec = d["spec"]["template"]["spec"]
+        elif d["kind"] == "InferenceService":
+            spec = d["spec"]["predictor"]
+        else:
+            continue
+        commands += [
+            c["command"] for c in spec.get("initContainers", []) + spec["containers"] if "promote" in c["command"]
+        ]
+    parser = argparse.ArgumentParser()
+    promote.add_arguments(parser)
+    parsed = [parser.parse_args(command[4:]) for command in commands]
+    # KServe's predictor has no init container (Knative forbids them): it follows the pointer extraction keeps.
+    assert sorted(a.mode for a in parsed) == (["final", "first", "watch"] if mode == "fastapi" else ["final", "watch"])
+    assert {promote.budget_from(a) for a in parsed} == {Budget(latency_p99_ms=0.25, model_bytes=5_000_000)}
+    unset = helm_template(ROOT / "values" / "k3s-gpu.yaml")
+    assert not any("--max-" in line for line in json.dumps(unset).split('"'))

@@ -277,6 +277,8 @@ MUTATIONS: dict[str, Any] = {
     "persistence.accessModes": ["ReadWriteMany"],
     "persistence.storageClassName": "fast",
     "persistence.mountPath": "/data",
+    "promotion.budget.latencyP99Ms": 0.5,
+    "promotion.budget.modelBytes": 100_000,
     "extract.tolerations": [{"key": "k", "operator": "Exists"}],
     "batchInference.restartPolicy": "OnFailure",
     "batchInference.ttlSecondsAfterFinished": 60,

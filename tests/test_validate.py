@@ -647,6 +647,41 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
         ],
         0,
     ),
+    (
+        "budget-not-positive",
+        "microk8s",
+        {"promotion": {"budget": {"latencyP99Ms": 0}}},
+        ["{f}: promotion.budget.latencyP99Ms: Input should be greater than 0"],
+        2,
+    ),
+    (
+        "budget-objective-not-in-records",
+        "microk8s",
+        {
+            "promotion": {"budget": {"latencyP99Ms": 1}},
+            "experiment": {"objective": {"objectiveMetricName": "train_loss", "type": "minimize"}},
+        },
+        [
+            "{f}: promotion.budget: a budget promotes from the trial records, whose metrics.json holds accuracy and "
+            "loss, not the objective 'train_loss'; use objectiveMetricName accuracy or loss, or unset the budget"
+        ],
+        2,
+    ),
+    (
+        "budget-with-own-trainer",
+        "microk8s",
+        {
+            "promotion": {"budget": {"modelBytes": 1000}},
+            "trial": {"image": {"repository": "me/trainer"}, "command": ["python", "-m", "mine"]},
+            "experiment": {"earlyStopping": {"enabled": False}},
+        },
+        [
+            "{f}: warning: promotion.budget: the katib-nas trainers measure each model's serving cost into "
+            "serving_cost.json; me/trainer must write it too (katib_nas_contract.serving_cost.write), or every trial "
+            "is ruled out",
+        ],
+        0,
+    ),
 ]
 
 

@@ -170,6 +170,14 @@ The promotion step of the server image. Takes a dict with "context" and "mode":
 - --experiment={{ include "katib-nas.experimentName" $ }}
 - --namespace={{ include "katib-nas.namespace" $ }}
 - --model-root={{ $.Values.persistence.mountPath }}
+{{- with $.Values.promotion.budget }}
+{{- if not (kindIs "invalid" .latencyP99Ms) }}
+- --max-latency-p99-ms={{ .latencyP99Ms }}
+{{- end }}
+{{- if not (kindIs "invalid" .modelBytes) }}
+- --max-model-bytes={{ .modelBytes | int64 }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Fails with an install hint when a CRD the chart needs is missing. */}}

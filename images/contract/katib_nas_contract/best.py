@@ -26,6 +26,8 @@ from .serving_cost import Budget
 
 Goal = Literal["maximize", "minimize"]
 NO_BUDGET = Budget()
+# The objectives a record's metrics.json holds (the best epoch's), which promotion from records compares.
+RECORD_OBJECTIVES = ("accuracy", "loss")
 
 
 @dataclass(frozen=True)
