@@ -142,13 +142,13 @@ class Verdict:
 
     @property
     def clear(self) -> bool:
-        """The margin exceeds the seed spread: the ranking is unlikely to flip with other seeds."""
+        """The margin is larger than the scatter of one arm's seeds around their own median."""
         return self.spread is not None and self.margin > self.spread
 
 
 def verdict(arms: list[ArmSummary], maximize: bool) -> Verdict:
-    """The arm with the best median final objective; a tie goes to the fewer median trial-epochs to
-    the target, then to the name that sorts first."""
+    """The arm with the best median final objective; on equal medians the one with fewer median
+    trial-epochs to the target; equal in both, a tie (the arm named first is the one sorting first)."""
     ranked = sorted(arms, key=lambda a: (-a.final if maximize else a.final, a.to_target("epochs"), a.arm))
     first = ranked[0]
     if len(ranked) == 1:
@@ -156,14 +156,10 @@ def verdict(arms: list[ArmSummary], maximize: bool) -> Verdict:
     second = ranked[1]
     spreads = [s for s in (first.spread, second.spread) if s is not None]
     margin = abs(first.final - second.final)
-    return Verdict(
-        first.arm,
-        second.arm,
-        margin,
-        max(spreads) if spreads else None,
-        "objective"
-        if margin > 0
-        else "trial-epochs to target"
-        if first.to_target("epochs") < second.to_target("epochs")
-        else "tie",
-    )
+    if margin > 0:
+        decided_by = "objective"
+    elif first.to_target("epochs") < second.to_target("epochs"):
+        decided_by = "trial-epochs to target"
+    else:
+        decided_by = "tie"
+    return Verdict(first.arm, second.arm, margin, max(spreads) if spreads else None, decided_by)
