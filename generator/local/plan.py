@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from katib_nas_contract.flags import TRAINERS
+from katib_nas_contract.provenance import ENV_CHART, ENV_VALUES
 
 from .. import helm
 from ..checks_search import experiment_name as _experiment_name
@@ -29,6 +30,9 @@ class Plan:
     args: list[str]  # with ${trialParameters.X} references, as in the trial template
     references: dict[str, str]  # trialParameter name -> experiment parameter (or ${trialSpec.Name})
     mount_path: str
+    # The chart's provenance for a trial (chart version, digest of the trial values). Not the image
+    # reference or pod: a local trial runs this machine's packages, which its provenance records.
+    env: dict[str, str]
 
 
 def experiment_name(report: Report, release: str) -> str:
@@ -55,6 +59,7 @@ def plan(report: Report, release: str) -> Plan:
         args=list(container.get("args", [])),
         references={p["name"]: p["reference"] for p in template["trialParameters"]},
         mount_path=report.values.persistence.mountPath,
+        env={e["name"]: e["value"] for e in container.get("env", []) if e.get("name") in (ENV_CHART, ENV_VALUES)},
     )
 
 

@@ -114,6 +114,7 @@ class LocalRunner:
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
+            env=os.environ | self.plan.env,
             start_new_session=True,  # Ctrl-C reaches the runner only; it stops the trials itself
             preexec_fn=lambda: os.sched_setaffinity(0, cores),  # noqa: PLW1509
         )

@@ -63,3 +63,14 @@ Takes a dict with "context" and "arg".
 {{- .arg | quote }}
 {{- end }}
 {{- end }}
+
+{{/*
+sha256 of the values that shape a trial, for each trial's provenance (katib_nas_contract.provenance):
+experiment and trial as rendered (toYaml of the merged values), less parallelTrialCount,
+maxTrialCount and maxFailedTrialCount. Katib freezes a running Experiment's trial template but lets
+those three change, so raising maxTrialCount leaves the digest, and the template, as they were.
+*/}}
+{{- define "katib-nas.trialValuesDigest" -}}
+{{- $experiment := omit .Values.experiment "parallelTrialCount" "maxTrialCount" "maxFailedTrialCount" }}
+{{- toYaml (dict "experiment" $experiment "trial" .Values.trial) | sha256sum }}
+{{- end }}

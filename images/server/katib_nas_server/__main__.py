@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 
-from . import batch, promote
+from . import batch, promote, trial_images
 
 
 def log(line: str) -> None:
@@ -76,14 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     experiment_dir = args.model_root / args.experiment
     experiment_dir.mkdir(parents=True, exist_ok=True)
-    return promote.run(
-        promote.source_for(args, experiment_dir),
-        experiment_dir,
-        args.mode,
-        args.interval,
-        args.timeout,
-        log=log,
-    )
+    source = promote.source_for(args, experiment_dir)
+    images = None
+    if args.mode == "watch" and isinstance(source, promote.KatibSource):  # the extraction pod, on a cluster
+        images = trial_images.ImageRecorder(experiment_dir, trial_images.kube_read_pod(args.namespace))
+    return promote.run(source, experiment_dir, args.mode, args.interval, args.timeout, log=log, annotate=images)
 
 
 if __name__ == "__main__":

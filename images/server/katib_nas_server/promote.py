@@ -93,10 +93,14 @@ def run(
     timeout: float,
     sleep: Callable[[float], None] = time.sleep,
     log: Callable[[str], None] = print,
+    annotate: Callable[[], list[str]] | None = None,
 ) -> int:
+    """`annotate`: more work per poll (the extraction pod's trial_images.ImageRecorder); it returns log lines."""
     started = time.monotonic()
     waiting_said = False
     while True:
+        for line in annotate() if annotate else []:
+            log(line)
         choice, finished = source.poll()
         best = choice.best
         if best is not None and publish(experiment_dir, best, choice):
