@@ -13,6 +13,7 @@ import yaml
 
 from generator.cli import main
 from generator.validate import validate_file
+from katib_nas_contract.provenance import ENVIRONMENT
 
 from .conftest import ROOT, by_kind, helm_template
 
@@ -83,7 +84,8 @@ def katib_view(exp: dict[str, Any]) -> dict[str, Any]:
         # the chart quotes each argument for that shell.
         "argv": shlex.split(" ".join(container["command"] + container.get("args", []))),
         "resources": container.get("resources"),
-        "env": [e for e in container.get("env", []) if e["name"] != "HOME"],
+        # HOME and the provenance the chart adds for its own trainer (katib_nas_contract.provenance)
+        "env": [e for e in container.get("env", []) if e["name"] != "HOME" and e["name"] not in ENVIRONMENT],
         "pvcMounts": sorted(
             (claims[m["name"]], m["mountPath"]) for m in container.get("volumeMounts", []) if m["name"] in claims
         ),
