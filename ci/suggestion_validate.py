@@ -27,7 +27,10 @@ CLASSES = {
     "hyperband": "HyperbandService",
     "pbt": "PbtService",
     "medianstop": "MedianStopService",
+    "darts": "DartsService",
+    "enas": "EnasService",
 }
+NAS = {"darts", "enas"}  # under pkg/suggestion/v1beta1/nas/; enas makes ctrl_cache/ in the working directory
 
 
 class Context:
@@ -50,7 +53,8 @@ def main():
         module = importlib.import_module("pkg.earlystopping.v1beta1.medianstop.service")
         request_type, method = api_pb2.ValidateEarlyStoppingSettingsRequest, "ValidateEarlyStoppingSettings"
     else:
-        module = importlib.import_module(f"pkg.suggestion.v1beta1.{service}.service")
+        package = f"pkg.suggestion.v1beta1.{'nas.' if service in NAS else ''}{service}"
+        module = importlib.import_module(f"{package}.service")
         request_type, method = api_pb2.ValidateAlgorithmSettingsRequest, "ValidateAlgorithmSettings"
     for line in sys.stdin:
         results = []

@@ -21,7 +21,8 @@ from katib_nas_contract.flags import Spec, Trainer, trainer_for_image
 
 from .checks_metrics import check_metrics_directory, check_metrics_formats
 from .models import ChartValues, Experiment, Parameter, Setting
-from .suggestion_services import grid_points, py_int
+from .service_numbers import py_int
+from .suggestion_services import grid_points
 
 Finding = tuple[str, str]
 

@@ -18,6 +18,8 @@ import re
 from collections.abc import Callable, Iterator
 
 from .models import Experiment, Parameter
+from .nas_config import check_nas_config
+from .service_numbers import go_atoi, go_parse_float, py_float, py_int
 
 # (value path, message, warning)
 Finding = tuple[str, str, bool]
@@ -58,79 +60,6 @@ def service_of_image(image: str) -> str:
     return match.group(1) if match else image
 
 
-# --- value parsers: None when the service's parser raises -------------------------------------
-
-
-def py_int(value: str) -> int | None:
-    try:
-        return int(value)
-    except ValueError:
-        return None
-
-
-def py_float(value: str) -> float | None:
-    try:
-        return float(value)
-    except ValueError:
-        return None
-
-
-_GO_INT = re.compile(r"[+-]?[0-9]+")
-_GO_DEC_FLOAT = re.compile(r"[+-]?(?:[0-9_]+\.?[0-9_]*|\.[0-9_]+)(?:[eE][+-]?[0-9_]+)?")
-_GO_HEX_FLOAT = re.compile(r"[+-]?0[xX][0-9a-fA-F_]*\.?[0-9a-fA-F_]*[pP][+-]?[0-9_]+")
-_GO_INF = re.compile(r"[+-]?(?:inf|infinity)", re.IGNORECASE)
-
-
-def go_atoi(value: str) -> int | None:
-    """strconv.Atoi on 64-bit: ASCII digits with an optional sign, within int64."""
-    if not _GO_INT.fullmatch(value):
-        return None
-    number = int(value)
-    return number if -(2**63) <= number < 2**63 else None
-
-
-def _go_underscores_ok(value: str) -> bool:
-    """Go's number syntax: an underscore only between two digits, or between a base prefix and a digit."""
-    body = value.lstrip("+-")
-    hexadecimal = body[:2].lower() == "0x"
-    previous = "digit" if hexadecimal else "start"
-    for c in body[2:] if hexadecimal else body:
-        if c.isascii() and (c.isdigit() or (hexadecimal and c.lower() in "abcdef")):
-            previous = "digit"
-        elif c == "_":
-            if previous != "digit":
-                return False
-            previous = "_"
-        elif previous == "_":
-            return False
-        else:
-            previous = "other"
-    return previous != "_"
-
-
-def go_parse_float(value: str) -> float | None:
-    """strconv.ParseFloat(s, 64): decimal or hexadecimal (p exponent) syntax with Go's digit
-    separators, signed Inf/Infinity, unsigned NaN; a finite number too large for float64 is an error."""
-    if _GO_INF.fullmatch(value):
-        return float(value.lower().replace("infinity", "inf"))
-    if value.lower() == "nan":
-        return math.nan
-    mantissa = re.split(r"[eEpP]", value.lstrip("+-"))[0]
-    if not _go_underscores_ok(value):
-        return None
-    digits = value.replace("_", "")
-    if _GO_HEX_FLOAT.fullmatch(value) and any(c in "0123456789abcdefABCDEF" for c in mantissa[2:]):
-        try:
-            result = float.fromhex(digits)
-        except (OverflowError, ValueError):
-            return None
-    elif _GO_DEC_FLOAT.fullmatch(value) and any(c.isdigit() for c in mantissa):
-        result = float(digits)
-    else:
-        return None
-    return result if math.isfinite(result) else None
-
-
 # --- the services ---------------------------------------------------------------------------
 
 Rule = Callable[[str], str | None]  # the value's problem, or None
@@ -160,9 +89,22 @@ def _one_of(*choices: str) -> Rule:
     return lambda value: None if value in choices else f"must be one of {', '.join(choices)}"
 
 
+def _none_or(rule: Rule) -> Rule:
+    """The NAS services let some settings be the word None (their default then applies)."""
+    return lambda value: None if value == "None" else rule(value)
+
+
+def _enas_float(low: float, high: float | None) -> Rule:
+    """enas' float range (low, high]: its test, kept as written, lets NaN through."""
+    wanted = f"greater than {low:g}" + ("" if high is None else f" and at most {high:g}")
+    return _float_rule(lambda x: not (x <= low or (high is not None and x > high)), wanted)
+
+
 _SEED = _int_at_least(0)
+_AT_LEAST_1 = _int_at_least(1)
+_NOT_NEGATIVE = _float_rule(lambda x: x >= 0, "0 or more")
 # name -> rule, per (service, algorithm). A name a service does not list is refused (the Python
-# services) or ignored (goptuna, which reads only the names it knows).
+# services) or let through (IGNORES_UNKNOWN).
 SETTINGS: dict[tuple[str, str], dict[str, Rule]] = {
     ("hyperopt", "random"): {"random_state": _SEED},
     ("hyperopt", "tpe"): {
@@ -200,7 +142,40 @@ SETTINGS: dict[tuple[str, str], dict[str, Rule]] = {
         "random_state": _SEED,
     },
 }
-IGNORES_UNKNOWN = {"goptuna"}
+SETTINGS.update(
+    {
+        # pkg/suggestion/v1beta1/nas/enas/AlgorithmSettings.py and its service's ValidateAlgorithmSettings.
+        ("enas", "enas"): {
+            "controller_hidden_size": _AT_LEAST_1,
+            "controller_temperature": _none_or(_enas_float(0, None)),
+            "controller_tanh_const": _none_or(_enas_float(0, None)),
+            "controller_entropy_weight": _none_or(_enas_float(0, None)),
+            "controller_baseline_decay": _enas_float(0, 1),
+            "controller_learning_rate": _enas_float(0, 1),
+            "controller_skip_target": _enas_float(0, 1),
+            "controller_skip_weight": _none_or(_enas_float(0, None)),
+            "controller_train_steps": _AT_LEAST_1,
+            "controller_log_every_steps": _AT_LEAST_1,
+        },
+        # pkg/suggestion/v1beta1/nas/darts/service.py validate_algorithm_settings.
+        ("darts", "darts"): {
+            "num_epochs": _AT_LEAST_1,
+            **dict.fromkeys(
+                ("w_lr", "w_lr_min", "alpha_lr", "w_weight_decay", "alpha_weight_decay", "w_momentum", "w_grad_clip"),
+                _NOT_NEGATIVE,
+            ),
+            "batch_size": _none_or(_AT_LEAST_1),
+            "num_workers": _SEED,
+            **dict.fromkeys(("init_channels", "print_step", "num_nodes", "stem_multiplier"), _AT_LEAST_1),
+        },
+    }
+)
+# Services that let names they do not know through: goptuna reads only its own; darts hands every
+# setting to the trial (its algorithm-settings trial parameter) and checks only its own.
+IGNORES_UNKNOWN = {
+    "goptuna": "ignores {name!r} for {algorithm}; it reads only {known}",
+    "darts": "does not know {name!r} and hands it to the trial unchecked; it knows {known}",
+}
 
 
 def check_algorithm_settings(e: Experiment, services: dict[str, str] | None = None) -> Iterator[Finding]:
@@ -233,7 +208,11 @@ def check_algorithm_settings(e: Experiment, services: dict[str, str] | None = No
     elif service == "pbt":
         yield from _pbt(dict(settings))
     elif service in ("enas", "darts"):
-        return  # NAS services: their settings are not checked by katib-nas (its trainer takes no nasConfig)
+        # Without a nasConfig, checks_search refuses enas and darts already.
+        if e.nasConfig is not None:
+            nas = check_nas_config(e.nasConfig.model_dump(), service)
+            yield from ((path, message, False) for path, message in nas)
+        yield from _named_settings(service, algorithm, settings)
     else:
         yield from _named_settings(service, algorithm, settings)
     if service == "goptuna":
@@ -255,11 +234,8 @@ def _named_settings(service: str, algorithm: str, settings: list[tuple[str, str]
         rule = rules.get(name)
         if rule is None:
             if service in IGNORES_UNKNOWN:
-                yield (
-                    f"{PATH}[{i}].name",
-                    f"Katib's {service} service ignores {name!r} for {algorithm}; it reads only {known}",
-                    True,
-                )
+                said = IGNORES_UNKNOWN[service].format(name=name, algorithm=algorithm, known=known)
+                yield (f"{PATH}[{i}].name", f"Katib's {service} service {said}", True)
             else:
                 yield (
                     f"{PATH}[{i}].name",

@@ -1,8 +1,9 @@
 """The generator's algorithm-settings check against Katib v0.19's suggestion services themselves.
 
-Each generated case is an Experiment (algorithm, settings, search space, trial counts); Katib's own
-code judges it: the Python services' ValidateAlgorithmSettings (hyperopt, optuna, skopt, hyperband,
-pbt) in their own venvs from ci/install-suggestion-services.sh, on the request Katib's suggestion
+Each generated case is an Experiment (algorithm, settings, search space or nasConfig, trial
+counts); Katib's own code judges it: the Python services' ValidateAlgorithmSettings (hyperopt,
+optuna, skopt, hyperband, pbt, and the NAS services enas and darts, which judge the nasConfig too)
+in their own venvs from ci/install-suggestion-services.sh, on the request Katib's suggestion
 controller builds (katibcheck convert), and goptuna's through katibcheck. The generator must refuse
 exactly the cases the service refuses.
 """
@@ -14,6 +15,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,6 +63,50 @@ VALUES = [
 # The edges of every range a service checks.
 BOUNDARIES = ["0", "1", "-1", "0.0", "1.0", "-0.0", "1e-9", "0.999", "1.001", "-1e-9", "2", "5", "4"]
 OTHER_NAMES = ["seed", "sigma0", "bogus", "random_state", "n_startup_trials", "gamma", "n_EI_candidates"]
+NAS_SERVICES = ("enas", "darts")
+
+
+def _without_empty(node: dict[str, Any]) -> dict[str, Any]:
+    """Leave out what is unset, as a user would (Katib's types read a missing field as empty)."""
+    return {k: v for k, v in node.items() if v is not None and v != ""}
+
+
+@st.composite
+def nas_configs(draw: st.DrawFn) -> dict[str, Any]:
+    """nasConfigs of the types Katib's Experiment holds, with each part the services check present,
+    empty or wrong: graph sizes and layers, operation types, parameter names, types and spaces."""
+    step = st.one_of(
+        st.sampled_from(["0.1", "", "0", "-0.5", "abc", "nan", "inf", " 0.2", "1_0"]), st.sampled_from(BOUNDARIES)
+    )
+    parameter = st.builds(
+        lambda name, kind, low, high, step, values: _without_empty(
+            {
+                "name": name,
+                "parameterType": kind,
+                "feasibleSpace": _without_empty({"min": low, "max": high, "step": step, "list": values}) or None,
+            }
+        ),
+        st.sampled_from(["filter_size", "num_filter", ""]),
+        st.sampled_from(["categorical", "categorical", "discrete", "int", "double", "", "float"]),
+        st.sampled_from(["", "1", "0.1"]),
+        st.sampled_from(["", "5", "0.5"]),
+        step,
+        st.sampled_from([[], ["3"], ["3", "5"]]),
+    )
+    operation = st.builds(
+        lambda kind, parameters: _without_empty({"operationType": kind, "parameters": parameters or None}),
+        st.sampled_from(["convolution", "skip_connection", "reduction", ""]),
+        st.lists(parameter, max_size=2),
+    )
+    graph = _without_empty(
+        {
+            # Mostly what enas needs, so that cases with one thing wrong are common.
+            "numLayers": draw(st.sampled_from([4, 1, 1, -1, 0, None])),
+            "inputSizes": draw(st.sampled_from([[28, 28, 1], [28, 28, 1], [3], [], None])),
+            "outputSizes": draw(st.sampled_from([[10], [10], [], None])),
+        }
+    )
+    return _without_empty({"graphConfig": graph or None, "operations": draw(st.lists(operation, max_size=3)) or None})
 
 
 @st.composite
@@ -90,7 +136,8 @@ def cases(draw: st.DrawFn, service: str) -> dict[str, Any]:
         known = sorted(SETTINGS.get((service, algorithm), {})) or OTHER_NAMES
         name = st.one_of(st.sampled_from(known), st.sampled_from(OTHER_NAMES))
         pairs = draw(st.lists(st.tuples(name, value), max_size=3))
-    space = draw(st.sampled_from(SPACES))
+    nas = service in NAS_SERVICES
+    space = [] if nas else draw(st.sampled_from(SPACES))
     parallel = draw(st.integers(1, 30))
     return {
         "algorithm": algorithm,
@@ -98,6 +145,7 @@ def cases(draw: st.DrawFn, service: str) -> dict[str, Any]:
         "parameters": space,
         "parallelTrialCount": parallel,
         "maxTrialCount": draw(st.integers(parallel, 40)),
+        **({"nasConfig": draw(nas_configs())} if nas else {}),
     }
 
 
@@ -116,6 +164,8 @@ def _katib_experiment(template: dict[str, Any], case: dict[str, Any]) -> dict[st
     spec = experiment["spec"]
     spec["algorithm"] = {"algorithmName": case["algorithm"], "algorithmSettings": case["settings"]}
     spec["parameters"] = case["parameters"]
+    if "nasConfig" in case:
+        spec["nasConfig"] = case["nasConfig"]
     spec["parallelTrialCount"] = case["parallelTrialCount"]
     spec["maxTrialCount"] = case["maxTrialCount"]
     return experiment
@@ -125,7 +175,7 @@ def _generator_refuses(values: ChartValues, case: dict[str, Any], service: str) 
     e = values.experiment.model_dump()
     e["algorithm"] = {"algorithmName": case["algorithm"], "algorithmSettings": case["settings"]}
     e.update(parameters=case["parameters"], parallelTrialCount=case["parallelTrialCount"])
-    e.update(maxTrialCount=case["maxTrialCount"], maxFailedTrialCount=1)
+    e.update(maxTrialCount=case["maxTrialCount"], maxFailedTrialCount=1, nasConfig=case.get("nasConfig"))
     experiment = Experiment.model_validate(e)
     findings = check_algorithm_settings(experiment, {case["algorithm"]: service})
     return [f"{path}: {message}" for path, message, warning in findings if not warning]
@@ -134,7 +184,7 @@ def _generator_refuses(values: ChartValues, case: dict[str, Any], service: str) 
 class PythonService:
     """One of Katib's Python suggestion services, imported once in its own venv (ci/suggestion_validate.py)."""
 
-    def __init__(self, service: str, **extra_env: str) -> None:
+    def __init__(self, service: str, cwd: Path | None = None, **extra_env: str) -> None:
         python = SERVICES / service / "bin" / "python"
         if not python.is_file():
             pytest.fail(f"{python} is missing: run `bash ci/install-suggestion-services.sh` first", pytrace=False)
@@ -149,6 +199,7 @@ class PythonService:
             stdout=subprocess.PIPE,
             text=True,
             env=env,
+            cwd=cwd,
         )
 
     def validate(self, requests: list[Any]) -> list[dict[str, Any]]:
@@ -173,12 +224,13 @@ def katib_verdicts(experiments: list[dict[str, Any]], python: PythonService | No
     return python.validate([r["output"] for r in katibcheck("convert", experiments)])
 
 
-@pytest.mark.parametrize("service", sorted(set(SERVICE_ALGORITHMS) - {"enas", "darts"}))
+@pytest.mark.parametrize("service", sorted(SERVICE_ALGORITHMS))
 def test_the_generator_refuses_exactly_what_the_suggestion_service_refuses(
-    service: str, base: tuple[dict[str, Any], ChartValues]
+    service: str, base: tuple[dict[str, Any], ChartValues], tmp_path: Path
 ) -> None:
     template, values = base
-    python = None if service == "goptuna" else PythonService(service)
+    # enas imports TensorFlow (quietened) and keeps its controller's cache in its working directory.
+    python = None if service == "goptuna" else PythonService(service, tmp_path, TF_CPP_MIN_LOG_LEVEL="3")
 
     @settings(max_examples=25, deadline=None)
     @given(st.lists(cases(service), min_size=BATCH, max_size=BATCH))
@@ -195,6 +247,35 @@ def test_the_generator_refuses_exactly_what_the_suggestion_service_refuses(
         if python is not None:
             python.close()
     print(f"\n{service}: {TRIED[service]} settings cases judged by Katib's service")
+
+
+@pytest.mark.parametrize("service", NAS_SERVICES)
+def test_katibs_own_nas_examples_imported_are_judged_as_their_service_judges_them(
+    service: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Katib's own enas and darts examples (examples/v1beta1/nas in the Katib module), through
+    `katib-nas import` and validate, against the service: its darts-gpu example has a skip_connection
+    operation without parameters, which Katib's darts service refuses."""
+    from generator.cli import main
+    from generator.validate import validate_file
+
+    examples = sorted((SERVICES / "katib" / "examples" / "v1beta1" / "nas").glob(f"{service}-*.yaml"))
+    experiments = [yaml.safe_load(path.read_text()) for path in examples]
+    python = PythonService(service, tmp_path, TF_CPP_MIN_LOG_LEVEL="3")
+    try:
+        verdicts = python.validate([r["output"] for r in katibcheck("convert", experiments)])
+    finally:
+        python.close()
+    refused = {}
+    for path, verdict in zip(examples, verdicts, strict=True):
+        out = tmp_path / path.name
+        assert main(["import", str(path), "-o", str(out)]) == 0, capsys.readouterr().err
+        judged = ("experiment.nasConfig", "experiment.algorithm")
+        ours = [str(p) for p in validate_file(out).errors if p.path.startswith(judged)]
+        assert bool(ours) == ("error" in verdict), (path.name, ours, verdict)
+        refused[path.stem] = bool(ours)
+    expected = {"enas": {"enas-cpu": False, "enas-gpu": False}, "darts": {"darts-cpu": False, "darts-gpu": True}}
+    assert refused == expected[service]
 
 
 def test_the_local_runner_gives_tpe_the_meaning_of_katibs_hyperopt_service() -> None:
