@@ -122,7 +122,7 @@ def _check_upgrade(args: argparse.Namespace, report: Report) -> None:
     """Before helm upgrades a release, refuse Experiment changes Katib would refuse, naming the values."""
     from .errors import Problem
     from .kube import read_experiment
-    from .upgrade import extension_note, frozen_changes, status_refusals
+    from .upgrade import as_helm_upgrades, extension_note, frozen_changes, status_refusals
 
     deployed = helm.deployed_manifest(
         args.release, namespace=args.namespace, kubeconfig=args.kubeconfig, kubecontext=args.kube_context
@@ -133,6 +133,7 @@ def _check_upgrade(args: argparse.Namespace, report: Report) -> None:
     new = next((d for d in _render(args, report) if d.get("kind") == "Experiment"), None)
     if new is None or new["metadata"]["name"] != old["metadata"]["name"]:
         return  # a new Experiment: nothing running to conflict with
+    new = as_helm_upgrades(old, new)
     changes = frozen_changes(old, new)
     name, namespace = old["metadata"]["name"], old["metadata"].get("namespace") or args.namespace
     live = read_experiment(name, namespace, kubeconfig=args.kubeconfig, context=args.kube_context)

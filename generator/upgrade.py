@@ -5,7 +5,10 @@ deployed with the one it is about to render and explains any other change before
 
 from __future__ import annotations
 
+import copy
 from typing import Any
+
+from katib_nas_contract.provenance import ENV_CHART
 
 EDITABLE = ("parallelTrialCount", "maxTrialCount", "maxFailedTrialCount")
 # Experiment spec field -> the values that render it.
@@ -19,6 +22,30 @@ VALUE_PATHS = {
     "metricsCollectorSpec": "experiment.metricsCollector",
     "trialTemplate": "trial",
 }
+
+
+def _trial_containers(experiment: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = experiment.get("spec", {}).get("trialTemplate", {}).get("trialSpec", {}).get("spec", {})
+    containers: list[dict[str, Any]] = spec.get("template", {}).get("spec", {}).get("containers", [])
+    return containers
+
+
+def as_helm_upgrades(deployed: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """`wanted` (rendered offline) as `helm upgrade` renders it against the cluster: the chart looks the
+    Experiment up and keeps the chart version its frozen trial template records (katib-nas.trialChart),
+    so a new chart version alone changes nothing Katib freezes."""
+    recorded = {
+        c.get("name"): e.get("value")
+        for c in _trial_containers(deployed)
+        for e in c.get("env") or []
+        if e.get("name") == ENV_CHART
+    }
+    out = copy.deepcopy(wanted)
+    for container in _trial_containers(out):
+        for entry in container.get("env") or []:
+            if entry.get("name") == ENV_CHART and container.get("name") in recorded:
+                entry["value"] = recorded[container.get("name")]
+    return out
 
 
 def frozen_changes(deployed: dict[str, Any], wanted: dict[str, Any]) -> list[tuple[str, str]]:

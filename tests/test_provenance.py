@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from generator.cli import main
+from generator.upgrade import as_helm_upgrades, frozen_changes
 from katib_nas_contract import provenance
 from katib_nas_contract.flags import TRAINERS
 from katib_nas_contract.record import COMPLETE, CURVE, IMAGE, METRICS, PARAMS, PROVENANCE
@@ -328,3 +329,15 @@ def test_without_a_role_for_pods_the_extraction_pod_says_so_once(tmp_path: Path)
     (line,) = recorder()
     assert "cannot read trial pods (403 Forbidden)" in line and "allow get on pods" in line
     assert recorder() == []
+
+
+def test_an_upgrade_to_a_new_chart_version_alone_changes_nothing_katib_freezes() -> None:
+    """On `helm upgrade` the chart looks the Experiment up and keeps the chart version its frozen trial
+    template records (helm-unittest: provenance_test.yaml); `katib-nas install` compares the same way."""
+    (deployed,) = by_kind(helm_template(values={}), "Experiment")
+    trial = deployed["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    next(e for e in trial["env"] if e["name"] == provenance.ENV_CHART)["value"] = "katib-nas-0.0.9"
+    (wanted,) = by_kind(helm_template(values={}), "Experiment")
+    assert frozen_changes(deployed, wanted) and not frozen_changes(deployed, as_helm_upgrades(deployed, wanted))
+    (longer,) = by_kind(helm_template(values={"trial": {"epochs": 3}}), "Experiment")
+    assert [path for path, _ in frozen_changes(deployed, as_helm_upgrades(deployed, longer))] == ["trial"]

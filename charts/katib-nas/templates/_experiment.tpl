@@ -74,3 +74,20 @@ those three change, so raising maxTrialCount leaves the digest, and the template
 {{- $experiment := omit .Values.experiment "parallelTrialCount" "maxTrialCount" "maxFailedTrialCount" }}
 {{- toYaml (dict "experiment" $experiment "trial" .Values.trial) | sha256sum }}
 {{- end }}
+
+{{/*
+The chart version a trial records: this chart's, or, when the Experiment exists already, the one its
+trial template holds. Katib freezes a running Experiment's trial template and its trials keep running
+from it, so an upgrade to a new chart version leaves the template, and what trials record, as it was.
+`helm template` looks nothing up (`katib-nas install` compares with that in mind, upgrade.py).
+*/}}
+{{- define "katib-nas.trialChart" -}}
+{{- $chart := include "katib-nas.chart" . }}
+{{- $live := lookup "kubeflow.org/v1beta1" "Experiment" (include "katib-nas.namespace" .) (include "katib-nas.experimentName" .) }}
+{{- range (dig "spec" "trialTemplate" "trialSpec" "spec" "template" "spec" "containers" list ($live | default dict)) }}
+{{- range (.env | default list) }}
+{{- if eq .name "KATIB_NAS_CHART" }}{{ $chart = .value }}{{ end }}
+{{- end }}
+{{- end }}
+{{- $chart }}
+{{- end }}
