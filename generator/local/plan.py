@@ -30,6 +30,8 @@ class Plan:
     args: list[str]  # with ${trialParameters.X} references, as in the trial template
     references: dict[str, str]  # trialParameter name -> experiment parameter (or ${trialSpec.Name})
     mount_path: str
+    # The profile's suggestionServices: which Katib service's meaning each algorithm has (samplers.py).
+    services: dict[str, str] | None
     # The chart's provenance for a trial (chart version, digest of the trial values). Not the image
     # reference or pod: a local trial runs this machine's packages, which its provenance records.
     env: dict[str, str]
@@ -59,6 +61,7 @@ def plan(report: Report, release: str) -> Plan:
         args=list(container.get("args", [])),
         references={p["name"]: p["reference"] for p in template["trialParameters"]},
         mount_path=report.values.persistence.mountPath,
+        services=report.profile.suggestionServices,
         env={e["name"]: e["value"] for e in container.get("env", []) if e.get("name") in (ENV_CHART, ENV_VALUES)},
     )
 

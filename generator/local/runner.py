@@ -93,7 +93,7 @@ class LocalRunner:
         self.study = optuna.create_study(
             study_name=plan.name,
             storage=storage,
-            sampler=sampler_for(e, str(plan.name), seed=0),
+            sampler=sampler_for(e, str(plan.name), seed=0, services=plan.services),
             direction=e.objective.type,
             load_if_exists=True,
         )

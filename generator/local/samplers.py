@@ -1,7 +1,9 @@
 """Katib's suggestion algorithms mapped to the Optuna samplers that implement the same method, with
-the meaning and defaults of the Katib v0.19 service that serves each one on a cluster (katib-config:
-random and tpe by hyperopt, grid and multivariate-tpe by Optuna, cmaes and sobol by goptuna,
-bayesianoptimization by scikit-optimize). The README's table lists them."""
+the meaning and defaults of the Katib service that serves each one on the profile's cluster: its
+suggestionServices, else Katib v0.19 standalone's katib-config (random and tpe by hyperopt, grid and
+multivariate-tpe by Optuna, cmaes and sobol by goptuna, bayesianoptimization by scikit-optimize).
+The same name can mean another method under another service (tpe: hyperopt's, Optuna's or
+goptuna's). The README's table lists them."""
 
 from __future__ import annotations
 
@@ -24,9 +26,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import LocalRunError
 from ..models import Experiment
+from ..suggestion_services import KATIB_V019_SERVICES
 from .space import grid
-
-LOCAL = ("random", "tpe", "multivariate-tpe", "grid", "cmaes", "sobol", "bayesianoptimization")
 
 
 class _Grid(GridSampler):
@@ -43,59 +44,124 @@ def hyperopt_gamma(gamma: float) -> Callable[[int], int]:
     return lambda n: min(math.ceil(gamma * math.sqrt(n)), 25)
 
 
-def sampler_for(experiment: Experiment, source: str, seed: int) -> BaseSampler:
-    name = experiment.algorithm.algorithmName
-    settings = {s.name: str(s.value) for s in experiment.algorithm.algorithmSettings}
-    seed = int(settings.get("random_state", seed))
-    if name == "random":
-        return RandomSampler(seed=seed)
-    if name == "tpe":
-        # Katib's hyperopt service: hyperopt's TPE (independent per parameter, hyperopt's prior and
-        # split), random for the first batch of parallelTrialCount trials (it passes
-        # n_startup_jobs=current_request_number), then hyperopt's defaults unless set.
-        with warnings.catch_warnings():  # prior_weight is deprecated in Optuna 4.9 but still applied
-            warnings.simplefilter("ignore", FutureWarning)
-            return TPESampler(
-                seed=seed,
-                n_startup_trials=experiment.parallelTrialCount,
-                n_ei_candidates=int(settings.get("n_EI_candidates", 24)),
-                gamma=hyperopt_gamma(float(settings.get("gamma", 0.25))),
-                # Optuna's defaults are hyperopt's prior, magic clip and endpoints (its hyperopt_parameters).
-                prior_weight=float(settings["prior_weight"]) if "prior_weight" in settings else None,
-                constant_liar=False,
-            )
-    if name == "multivariate-tpe":
-        # Katib's Optuna service: TPESampler(multivariate=True, constant_liar=True) with its settings.
+Settings = dict[str, str]
+
+
+def _random(e: Experiment, settings: Settings, seed: int) -> BaseSampler:
+    return RandomSampler(seed=seed)
+
+
+def _hyperopt_tpe(e: Experiment, settings: Settings, seed: int) -> BaseSampler:
+    # Katib's hyperopt service: hyperopt's TPE (independent per parameter, hyperopt's prior and
+    # split), random for the first batch of parallelTrialCount trials (it passes
+    # n_startup_jobs=current_request_number), then hyperopt's defaults unless set.
+    with warnings.catch_warnings():  # prior_weight is deprecated in Optuna 4.9 but still applied
+        warnings.simplefilter("ignore", FutureWarning)
+        return TPESampler(
+            seed=seed,
+            n_startup_trials=e.parallelTrialCount,
+            n_ei_candidates=int(settings.get("n_EI_candidates", 24)),
+            gamma=hyperopt_gamma(float(settings.get("gamma", 0.25))),
+            # Optuna's defaults are hyperopt's prior, magic clip and endpoints (its hyperopt_parameters).
+            prior_weight=float(settings["prior_weight"]) if "prior_weight" in settings else None,
+            constant_liar=False,
+        )
+
+
+def _optuna_tpe(multivariate: bool) -> Callable[[Experiment, Settings, int], BaseSampler]:
+    # Katib's Optuna service: TPESampler(constant_liar=True) with its settings (multivariate-tpe adds
+    # multivariate=True); Optuna's defaults otherwise.
+    def make(e: Experiment, settings: Settings, seed: int) -> BaseSampler:
         return TPESampler(
             seed=seed,
             n_startup_trials=int(settings.get("n_startup_trials", 10)),
             n_ei_candidates=int(settings.get("n_ei_candidates", 24)),
-            multivariate=True,
+            multivariate=multivariate,
             constant_liar=True,
         )
-    if name == "grid":
-        return _Grid(grid(experiment.parameters), seed=seed)
-    if name == "cmaes":
+
+    return make
+
+
+def _goptuna_tpe(e: Experiment, settings: Settings, seed: int) -> BaseSampler:
+    # goptuna's TPE, a port of Optuna's: independent per parameter, no constant liar, 10 startup trials
+    # and 24 candidates unless set (goptuna takes any whole number; Optuna needs one candidate at least).
+    return TPESampler(
+        seed=seed,
+        n_startup_trials=int(settings.get("n_startup_trials", 10)),
+        n_ei_candidates=max(1, int(settings.get("n_ei_candidates", 24))),
+        constant_liar=False,
+    )
+
+
+def _grid(e: Experiment, settings: Settings, seed: int) -> BaseSampler:
+    return _Grid(grid(e.parameters), seed=seed)
+
+
+def _cmaes(restarts: tuple[str, ...]) -> Callable[[Experiment, Settings, int], BaseSampler]:
+    # CMA-ES from the first trial (goptuna's n_startup_trials is 0 there, Optuna's least is 1), with
+    # IPOP restarts for the service's restart strategies (Optuna has no BIPOP, goptuna's other one);
+    # categorical parameters drawn at random beside it, as both services do.
+    def make(e: Experiment, settings: Settings, seed: int) -> BaseSampler:
         sigma = settings.get("sigma")
-        restart = settings.get("restart_strategy", "none")
-        # Katib's goptuna service: CMA-ES from the first trial (n_startup_trials 0 there, 1 is Optuna's
-        # least), IPOP/BIPOP restarts (Optuna has IPOP only), categorical parameters drawn at random beside.
         with warnings.catch_warnings():  # restart_strategy is deprecated in Optuna but still works
             warnings.simplefilter("ignore", FutureWarning)
             return CmaEsSampler(
                 seed=seed,
                 sigma0=float(sigma) if sigma else None,
-                restart_strategy="ipop" if restart in ("ipop", "bipop") else None,
+                restart_strategy="ipop" if settings.get("restart_strategy") in restarts else None,
                 warn_independent_sampling=False,
             )
-    if name == "sobol":
-        with warnings.catch_warnings():  # experimental since Optuna 3.0, stable in use
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            return QMCSampler(qmc_type="sobol", scramble=True, seed=seed)
-    if name == "bayesianoptimization":
-        # skopt's n_initial_points (default 10): random suggestions before the Gaussian process steers.
-        return GPSampler(seed=seed, n_startup_trials=int(settings.get("n_initial_points", 10)))
-    raise LocalRunError(
-        f"{source}: experiment.algorithm.algorithmName: {name} has no local equivalent; run it on a cluster, "
-        f"or use one of {', '.join(LOCAL)} locally"
-    )
+
+    return make
+
+
+def _sobol(e: Experiment, settings: Settings, seed: int) -> BaseSampler:
+    with warnings.catch_warnings():  # experimental since Optuna 3.0, stable in use
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return QMCSampler(qmc_type="sobol", scramble=True, seed=seed)
+
+
+def _skopt_gp(e: Experiment, settings: Settings, seed: int) -> BaseSampler:
+    # skopt's n_initial_points (default 10): random suggestions before the Gaussian process steers.
+    return GPSampler(seed=seed, n_startup_trials=int(settings.get("n_initial_points", 10)))
+
+
+# (Katib service, algorithm) -> the Optuna sampler with that service's meaning and defaults.
+STAND_INS: dict[tuple[str, str], Callable[[Experiment, Settings, int], BaseSampler]] = {
+    ("hyperopt", "random"): _random,
+    ("hyperopt", "tpe"): _hyperopt_tpe,
+    ("optuna", "random"): _random,
+    ("optuna", "tpe"): _optuna_tpe(multivariate=False),
+    ("optuna", "multivariate-tpe"): _optuna_tpe(multivariate=True),
+    ("optuna", "grid"): _grid,
+    ("optuna", "cmaes"): _cmaes(("ipop",)),
+    ("goptuna", "random"): _random,
+    ("goptuna", "tpe"): _goptuna_tpe,
+    ("goptuna", "cmaes"): _cmaes(("ipop", "bipop")),
+    ("goptuna", "sobol"): _sobol,
+    ("skopt", "bayesianoptimization"): _skopt_gp,
+}
+LOCAL = tuple(dict.fromkeys(algorithm for _, algorithm in STAND_INS))
+
+
+def sampler_for(experiment: Experiment, source: str, seed: int, services: dict[str, str] | None = None) -> BaseSampler:
+    """The stand-in for the algorithm as the Katib service that `services` (the profile's
+    suggestionServices; Katib v0.19 standalone's katib-config when None) maps it to serves it."""
+    name = experiment.algorithm.algorithmName
+    service = (KATIB_V019_SERVICES if services is None else services).get(name, "")
+    settings = {s.name: str(s.value) for s in experiment.algorithm.algorithmSettings}
+    make = STAND_INS.get((service, name))
+    if make is None and name in LOCAL:
+        served = [s for s, a in STAND_INS if a == name]
+        raise LocalRunError(
+            f"{source}: experiment.algorithm.algorithmName: {name} as the profile's cluster serves it (Katib's "
+            f"{service or 'no'} service) has no local equivalent; the local runner runs {name} as "
+            f"{', '.join(served)} serve it"
+        )
+    if make is None:
+        raise LocalRunError(
+            f"{source}: experiment.algorithm.algorithmName: {name} has no local equivalent; run it on a cluster, "
+            f"or use one of {', '.join(LOCAL)} locally"
+        )
+    return make(experiment, settings, int(settings.get("random_state", seed)))
