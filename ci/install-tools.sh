@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the pinned Go tools (helm, ct, kubeconform, helm-unittest, helm-docs) into .tools/bin
+# Builds the pinned Go tools (helm, ct, kubeconform, helm-unittest, helm-docs, promtool) into .tools/bin
 # from the Go module proxy; no release binary is downloaded.
 # Idempotent: a tool is rebuilt only when its pinned version changes (one stamp file per tool).
 # With arguments it builds only the named tools (`install-tools.sh helm` for the main job).
@@ -16,15 +16,18 @@ CT_VERSION=v3.14.0
 KUBECONFORM_VERSION=v0.7.0
 HELM_UNITTEST_VERSION=v1.1.2
 HELM_DOCS_VERSION=v1.14.2
+# Prometheus's Go module tags release 3.X.Y as v0.3XX.Y: promtool of Prometheus 3.15.1.
+PROMETHEUS_VERSION=v0.315.1
+PROMETHEUS_RELEASE=3.15.1
 
 ONLY=" $* "
 wanted() { [[ "$ONLY" == "  " || "$ONLY" == *" $1 "* ]]; }
 
-# build_tool NAME VERSION MODULE PACKAGE [LDFLAGS] [REPLACE]
+# build_tool NAME VERSION MODULE PACKAGE [LDFLAGS] [REPLACE] [TAGS]
 # Builds through a throwaway wrapper module: `go install pkg@version` asks the proxy for the
 # module's version list, which the proxy refuses for some modules (chart-testing).
 build_tool() {
-  local name=$1 version=$2 module=$3 pkg=$4 ldflags=${5:-} replace=${6:-}
+  local name=$1 version=$2 module=$3 pkg=$4 ldflags=${5:-} replace=${6:-} tags=${7:-}
   wanted "$name" || return 0
   local stamp="$TOOLS/.$name.version"
   if [[ -x "$BIN/$name" && -f "$stamp" && "$(cat "$stamp")" == "$version" ]]; then
@@ -41,7 +44,7 @@ build_tool() {
   (
     cd "$work"
     GOFLAGS=-mod=mod go mod tidy >/dev/null 2>&1 || GOFLAGS=-mod=mod go mod tidy
-    GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN/$name.tmp" "$pkg"
+    GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -tags "$tags" -ldflags "-s -w $ldflags" -o "$BIN/$name.tmp" "$pkg"
   )
   mv "$BIN/$name.tmp" "$BIN/$name"
   echo "$version" >"$stamp"
@@ -55,6 +58,11 @@ build_tool kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform githu
 build_tool untt "$HELM_UNITTEST_VERSION" github.com/helm-unittest/helm-unittest github.com/helm-unittest/helm-unittest/cmd/helm-unittest \
   "" "github.com/vmware-labs/yaml-jsonpath v0.3.2 => github.com/helm-unittest/yaml-jsonpath v0.4.0"
 build_tool helm-docs "$HELM_DOCS_VERSION" github.com/norwoodj/helm-docs github.com/norwoodj/helm-docs/cmd/helm-docs
+# promtool checks and unit-tests the chart's alert rules. remove_all_sd (Prometheus's own build tag)
+# leaves out the cloud service discoveries rule tests never use; the replace is Prometheus's go.mod's.
+build_tool promtool "$PROMETHEUS_VERSION" github.com/prometheus/prometheus github.com/prometheus/prometheus/cmd/promtool \
+  "-X github.com/prometheus/common/version.Version=$PROMETHEUS_RELEASE" \
+  "cloud.google.com/go => cloud.google.com/go v0.123.0" remove_all_sd
 
 # psacheck: our own checker on k8s.io/pod-security-admission, rebuilt when its sources change.
 if wanted psacheck; then
@@ -69,7 +77,8 @@ fi
 # kservecheck: KServe's and Knative Serving's own code judging the chart's InferenceServices, at the
 # KServe version ci/kservecheck/go.mod pins (and the knative.dev/serving KServe pins), rebuilt when its
 # sources change. .tools/kserve links the files the tests read from the modules themselves: KServe's
-# default inferenceservice-config and InferenceService CRD, and the prometheus-operator ServiceMonitor CRD.
+# default inferenceservice-config and InferenceService CRD, and the prometheus-operator ServiceMonitor and
+# PrometheusRule CRDs.
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
 if wanted kservecheck; then
   ks_stamp="$(cat "$ROOT/ci/kservecheck/go.mod" "$ROOT/ci/kservecheck/go.sum" "$ROOT/ci/kservecheck/main.go" | sha256sum | cut -c1-16)"
@@ -87,6 +96,8 @@ if wanted kservecheck; then
   ln -sfn "$kserve_dir/config/crd/full/serving.kserve.io_inferenceservices.yaml" "$TOOLS/kserve/inferenceservices-crd.yaml"
   ln -sfn "$promop_dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" \
     "$TOOLS/kserve/servicemonitors-crd.yaml"
+  ln -sfn "$promop_dir/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml" \
+    "$TOOLS/kserve/prometheusrules-crd.yaml"
 fi
 
 # helm-unittest runs as a helm plugin: register our own build (its upstream plugin.yaml would

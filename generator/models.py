@@ -403,6 +403,53 @@ class Server(Scheduling):
     kserve: KServe = Field(default_factory=KServe, description="KServe mode settings.")
 
 
+# A Prometheus duration of one unit, never zero (a zero range is a PromQL error).
+PROMETHEUS_DURATION = r"^[0-9]*[1-9][0-9]*(ms|s|m|h|d|w|y)$"
+
+
+def prometheus_duration(default: str, description: str) -> Any:
+    return Field(default, pattern=PROMETHEUS_DURATION, description=f"{description} One unit, not zero: 30s, 10m, 1h.")
+
+
+class ServerAlerts(StrictModel):
+    enabled: bool = Field(
+        True,
+        description="Alerts on the server (5xx answers, p99 latency, a pod serving an older model than best.json "
+        "names), on the series the chart's ServiceMonitor scrapes: rendered only with server.serviceMonitor.enabled "
+        "in fastapi mode.",
+    )
+    window: str = prometheus_duration("5m", "Range of the error ratio and p99 latency (at least 4 scrape intervals).")
+    errorRatio: float = Field(0.05, gt=0, le=1, description="Fraction of scoring requests answered 5xx that alerts.")
+    latencyP99Seconds: float = Field(0.25, gt=0, description="p99 latency of scoring requests that alerts, seconds.")
+    sustainedFor: str = prometheus_duration("10m", "How long the error ratio or latency stays over before alerting.")
+    staleModelAfter: str = prometheus_duration(
+        "10m", "How long a pod may serve an older model than best.json names before alerting."
+    )
+
+
+class SearchAlerts(StrictModel):
+    enabled: bool = Field(True, description="Alerts on the search from Katib's controller metrics.")
+    namespaceLabel: str = Field(
+        "exported_namespace",
+        pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+        description="Label holding the trial's namespace on Katib's scraped metrics: exported_namespace when the "
+        "scrape adds its own namespace label, namespace with honorLabels.",
+    )
+    noTrialFinishedFor: str = prometheus_duration("1h", "Alert when trials are active and none finished this long.")
+    failedTrials: int = Field(1, ge=1, description="Alert when this many trials failed within failedTrialsWindow.")
+    failedTrialsWindow: str = prometheus_duration("1h", "Window of failedTrials.")
+
+
+class PrometheusRule(StrictModel):
+    enabled: bool = Field(False, description="Create a Prometheus Operator PrometheusRule (skipped without the CRD).")
+    labels: dict[str, str] = Field(default_factory=dict, description="PrometheusRule labels (for ruleSelector).")
+    alertLabels: dict[str, str] = Field(
+        default_factory=lambda: {"severity": "warning"}, description="Labels of every alert."
+    )
+    server: ServerAlerts = Field(default_factory=ServerAlerts, description="Alerts on the server.")
+    search: SearchAlerts = Field(default_factory=SearchAlerts, description="Alerts on the search.")
+
+
 class ServiceAccount(StrictModel):
     create: bool = Field(True, description="Create the ServiceAccount the extraction/batch/server pods use.")
     name: str = Field("", description="ServiceAccount name. @default -- the release's full name.")
@@ -471,6 +518,9 @@ class ChartValues(StrictModel):
     extract: Extract = Field(default_factory=Extract, description="Model-extraction pod.")
     batchInference: BatchInference = Field(default_factory=BatchInference, description="Batch-inference Job.")
     server: Server = Field(default_factory=Server, description="Inference server.")
+    prometheusRule: PrometheusRule = Field(
+        default_factory=PrometheusRule, description="Prometheus alerts on the server and the search."
+    )
 
 
 # --- cluster profiles ----------------------------------------------------------------------

@@ -43,6 +43,8 @@ PATTERN_WORDS = {
     r"^[a-z0-9-]+$": "use only lowercase letters, digits and '-'",
     r"^[0-9]+(Ki|Mi|Gi)$": "use a whole size in Ki, Mi or Gi, such as 512Mi",
     r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$": "use a duration in hours, minutes and whole seconds, such as 24h or 90s",
+    r"^[0-9]*[1-9][0-9]*(ms|s|m|h|d|w|y)$": "use a non-zero Prometheus duration in one unit, such as 30s, 10m or 1h",
+    r"^[a-zA-Z_][a-zA-Z0-9_]*$": "use a Prometheus label name: letters, digits and '_', not starting with a digit",
 }
 
 

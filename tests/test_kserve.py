@@ -2,7 +2,8 @@
 every rendered InferenceService goes through KServe's webhooks and predictor reconciler and Knative
 Serving's validation with its default feature flags (ci/kservecheck), in both of KServe's deployment
 modes; the pods KServe would create meet the restricted Pod Security Standard; and every
-InferenceService and ServiceMonitor matches its real CRD schema (KServe's and prometheus-operator's)."""
+InferenceService, ServiceMonitor and PrometheusRule matches its real CRD schema (KServe's and
+prometheus-operator's)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from .conftest import CI_VALUES, KSERVE_API, PROFILE_VALUES, ROOT, by_kind, helm
 
 MODULE_FILES = ROOT / ".tools" / "kserve"  # links into the Go module cache (ci/install-tools.sh)
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
-APIS = ("kubeflow.org/v1beta1/Experiment", KSERVE_API, SERVICE_MONITOR_API)
+PROMETHEUS_RULE_API = "monitoring.coreos.com/v1/PrometheusRule"
+APIS = ("kubeflow.org/v1beta1/Experiment", KSERVE_API, SERVICE_MONITOR_API, PROMETHEUS_RULE_API)
 
 
 def kserve_mode(path: Path) -> dict[str, Any]:
@@ -145,6 +147,7 @@ def crd_validator(crd: Path, version: str) -> jsonschema.Draft7Validator:
 CRDS = {
     "InferenceService": ("inferenceservices-crd.yaml", "v1beta1"),
     "ServiceMonitor": ("servicemonitors-crd.yaml", "v1"),
+    "PrometheusRule": ("prometheusrules-crd.yaml", "v1"),
 }
 
 
@@ -153,7 +156,7 @@ def validators() -> dict[str, jsonschema.Draft7Validator]:
     return {kind: crd_validator(MODULE_FILES / name, version) for kind, (name, version) in CRDS.items()}
 
 
-def test_every_inference_service_and_service_monitor_matches_its_crd(
+def test_every_inference_service_service_monitor_and_prometheus_rule_matches_its_crd(
     renders: dict[str, list[dict[str, Any]]], validators: dict[str, jsonschema.Draft7Validator]
 ) -> None:
     checked = {kind: 0 for kind in CRDS}
@@ -164,6 +167,7 @@ def test_every_inference_service_and_service_monitor_matches_its_crd(
                 assert errors == [], (name, kind, errors)
                 checked[kind] += 1
     assert checked["InferenceService"] >= 3 and checked["ServiceMonitor"] >= 1, checked
+    assert checked["PrometheusRule"] >= 1, checked
 
 
 def test_the_crd_schemas_catch_a_misspelt_field(
@@ -173,5 +177,8 @@ def test_the_crd_schemas_catch_a_misspelt_field(
     isvc["spec"]["predictor"]["minReplica"] = 1
     monitor = copy.deepcopy(by_kind(renders["enable-servicemonitor-values.yaml"], "ServiceMonitor")[0])
     monitor["spec"]["endpoints"][0]["intervall"] = "15s"
+    rule = copy.deepcopy(by_kind(renders["enable-prometheusrule-values.yaml"], "PrometheusRule")[0])
+    rule["spec"]["groups"][0]["rules"][0]["for"] = "ten minutes"
     assert "'minReplica' was unexpected" in str(list(validators["InferenceService"].iter_errors(isvc)))
     assert "'intervall' was unexpected" in str(list(validators["ServiceMonitor"].iter_errors(monitor)))
+    assert "'ten minutes' does not match" in str(list(validators["PrometheusRule"].iter_errors(rule)))

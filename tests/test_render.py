@@ -293,6 +293,13 @@ MUTATIONS: dict[str, Any] = {
     "server.kserve.progressDeadline": "1h",
     "server.env": [{"name": "MAX_CONNECTIONS", "value": "64"}],
     "server.tmpSizeLimit": "32Mi",
+    "prometheusRule.server.window": "2m",
+    "prometheusRule.server.errorRatio": 0.1,
+    "prometheusRule.server.latencyP99Seconds": 0.5,
+    "prometheusRule.server.sustainedFor": "15m",
+    "prometheusRule.server.staleModelAfter": "5m",
+    "prometheusRule.search.noTrialFinishedFor": "2h",
+    "prometheusRule.search.failedTrialsWindow": "6h",
 }
 # Values that only act together with another one.
 CONTEXT: dict[str, dict[str, Any]] = {
@@ -306,6 +313,13 @@ CONTEXT: dict[str, dict[str, Any]] = {
     "server.kserve.maxReplicas": {"server": {"mode": "kserve"}},
     "server.kserve.progressDeadline": {"server": {"mode": "kserve"}},
     "server.serviceMonitor.interval": {"server": {"serviceMonitor": {"enabled": True}}},
+    # The rule's values act once it renders; its server alerts read the ServiceMonitor's series.
+    **{
+        f"prometheusRule.{key}": {"prometheusRule": {"enabled": True}, "server": {"serviceMonitor": {"enabled": True}}}
+        for key in ("labels", "alertLabels.severity", "server.enabled", "search.enabled")
+        + tuple(f"server.{k}" for k in ("window", "errorRatio", "latencyP99Seconds", "sustainedFor", "staleModelAfter"))
+        + tuple(f"search.{k}" for k in ("namespaceLabel", "noTrialFinishedFor", "failedTrials", "failedTrialsWindow"))
+    },
 }
 
 
@@ -346,7 +360,12 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-APIS = (KATIB_API, "serving.kserve.io/v1beta1/InferenceService", "monitoring.coreos.com/v1/ServiceMonitor")
+APIS = (
+    KATIB_API,
+    "serving.kserve.io/v1beta1/InferenceService",
+    "monitoring.coreos.com/v1/ServiceMonitor",
+    "monitoring.coreos.com/v1/PrometheusRule",
+)
 
 
 def test_every_value_changes_the_rendered_chart() -> None:
