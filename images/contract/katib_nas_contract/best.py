@@ -195,6 +195,32 @@ def none_fits_reason(choice: Choice) -> str:
     )
 
 
+def publish_choice(experiment_dir: Path, choice: Choice) -> list[str]:
+    """Publish a records decision: its best trial, or that no trial fits the budget. The lines to log;
+    none when best.json already said so."""
+    best = choice.best
+    if best is not None:
+        if not publish(experiment_dir, best, choice):
+            return []
+        said = f"best model: {best.trial} ({best.metric}={best.value:g}, from {best.source})"
+        return [said, ruled_out_line(choice)] if choice.budget.is_set else [said]
+    if choice.none_fits and publish_none_fits(experiment_dir, choice):
+        return [none_fits_reason(choice)]
+    return []
+
+
+def ruled_out_line(choice: Choice) -> str:
+    """Which better trials the budget kept out of promotion (the chosen one is the best that fits)."""
+    overtaken = choice.overtaken()
+    named = "; ".join(f"{r.trial} ({choice.metric}={r.value:g}: {r.why})" for r in overtaken[:5])
+    more = f"; and {len(overtaken) - 5} more" if len(overtaken) > 5 else ""
+    return (
+        f"within the serving budget ({choice.budget.describe()}); "
+        + (f"ruled out as better but over it: {named}{more}" if overtaken else "no better trial was ruled out")
+        + (f" ({len(choice.ruled_out)} over it in all, listed in best.json)" if choice.ruled_out else "")
+    )
+
+
 def _budget_doc(choice: Choice | None) -> dict[str, Any] | None:
     if choice is None or not choice.budget.is_set:
         return None

@@ -24,8 +24,7 @@ from katib_nas_contract.best import (
     choose,
     experiment_finished,
     none_fits_reason,
-    publish,
-    publish_none_fits,
+    publish_choice,
     read_pointer,
 )
 from katib_nas_contract.serving_cost import Budget
@@ -102,13 +101,8 @@ def run(
         for line in annotate() if annotate else []:
             log(line)
         choice, finished = source.poll()
-        best = choice.best
-        if best is not None and publish(experiment_dir, best, choice):
-            log(f"best model: {best.trial} ({best.metric}={best.value:g}, from {best.source})")
-            if choice.budget.is_set:
-                log(ruled_out_line(choice))
-        elif choice.none_fits and publish_none_fits(experiment_dir, choice):
-            log(none_fits_reason(choice))
+        for line in publish_choice(experiment_dir, choice):
+            log(line)
         pointer = read_pointer(experiment_dir)
         published = isinstance(pointer, dict) and isinstance(pointer.get("trial"), str)
         if mode == "first" and published:
@@ -128,18 +122,6 @@ def run(
             log(f"waiting for {'the search to finish' if mode == 'final' else 'a complete trial'} in {experiment_dir}")
             waiting_said = True
         sleep(interval)
-
-
-def ruled_out_line(choice: Choice) -> str:
-    """Which better trials the budget kept out of promotion (the chosen one is the best that fits)."""
-    overtaken = choice.overtaken()
-    named = "; ".join(f"{r.trial} ({choice.metric}={r.value:g}: {r.why})" for r in overtaken[:5])
-    more = f"; and {len(overtaken) - 5} more" if len(overtaken) > 5 else ""
-    return (
-        f"within the serving budget ({choice.budget.describe()}); "
-        + (f"ruled out as better but over it: {named}{more}" if overtaken else "no better trial was ruled out")
-        + (f" ({len(choice.ruled_out)} over it in all, listed in best.json)" if choice.ruled_out else "")
-    )
 
 
 def budget_from(args: argparse.Namespace) -> Budget:
