@@ -159,4 +159,7 @@ def test_a_local_run_trains_with_the_keras_trainer(tmp_path: Path) -> None:
     assert pointer is not None
     records = [json.loads(p.read_text()) for p in experiment_dir.glob(f"*/{METRICS_FILE}")]
     assert len(records) == 2 and {r["framework"] for r in records} == {"keras"}
+    provenance = [json.loads(p.read_text()) for p in experiment_dir.glob("*/provenance.json")]
+    assert len(provenance) == 2 and {p["framework"] for p in provenance} == {"keras"}
+    assert all(p["versions"]["tensorflow"] and p["chart"]["version"] == "katib-nas-0.1.0" for p in provenance)
     assert max(r["accuracy"] for r in records) == pointer["value"] > 0.8

@@ -282,3 +282,20 @@ def test_bayesianoptimization_suggests_skopts_initial_points_at_random_first() -
 
     assert startup([]) == 10
     assert startup([{"name": "n_initial_points", "value": "3"}]) == 3
+
+
+def test_every_local_record_carries_its_provenance(
+    local_run: tuple[subprocess.CompletedProcess[str], Path, Path],
+) -> None:
+    """A local trial records this machine's packages (no image) and the chart version and values digest
+    the chart's trial template gives a trial pod."""
+    _, values, experiment = local_run
+    (rendered,) = by_kind(helm_template(values), "Experiment")
+    container = rendered["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    docs = [json.loads(p.read_text()) for p in sorted(experiment.glob("digits-local-*/provenance.json"))]
+    assert len(docs) == 4
+    for doc in docs:
+        assert doc["chart"] == {"version": env["KATIB_NAS_CHART"], "values_sha256": env["KATIB_NAS_VALUES_SHA256"]}
+        assert doc["image"] is None and doc["framework"] == "pytorch" and doc["versions"]["torch"]
+        assert doc["dataset"]["source"] == "digits" and len(doc["dataset"]["sha256"]) == 64
