@@ -110,6 +110,7 @@ bench: setup
 	$(PY) -W ignore bench/bench_server.py
 	$(PY) -W ignore bench/bench_stopping.py
 	$(PY) -W ignore bench/bench_search.py
+	$(PY) -W ignore bench/bench_replay.py
 
 all: test bench
 
