@@ -98,22 +98,14 @@ def _grid(e: Experiment, settings: Settings, seed: int) -> BaseSampler:
     return _Grid(grid(e.parameters), seed=seed)
 
 
-def _cmaes(restarts: tuple[str, ...]) -> Callable[[Experiment, Settings, int], BaseSampler]:
-    # CMA-ES from the first trial (goptuna's n_startup_trials is 0 there, Optuna's least is 1), with
-    # IPOP restarts for the service's restart strategies (Optuna has no BIPOP, goptuna's other one);
-    # categorical parameters drawn at random beside it, as both services do.
-    def make(e: Experiment, settings: Settings, seed: int) -> BaseSampler:
-        sigma = settings.get("sigma")
-        with warnings.catch_warnings():  # restart_strategy is deprecated in Optuna but still works
-            warnings.simplefilter("ignore", FutureWarning)
-            return CmaEsSampler(
-                seed=seed,
-                sigma0=float(sigma) if sigma else None,
-                restart_strategy="ipop" if settings.get("restart_strategy") in restarts else None,
-                warn_independent_sampling=False,
-            )
-
-    return make
+def _cmaes(e: Experiment, settings: Settings, seed: int) -> BaseSampler:
+    # CMA-ES from the first trial (goptuna's n_startup_trials is 0 there, Optuna's least is 1), with the
+    # service's sigma; categorical parameters drawn at random beside it, as both services do. No
+    # restarts: Optuna 5's CmaEsSampler ignores restart_strategy (moved to OptunaHub, not installed).
+    sigma = settings.get("sigma")
+    with warnings.catch_warnings():  # sigma0 is deprecated in Optuna 4.9 but still applied
+        warnings.simplefilter("ignore", FutureWarning)
+        return CmaEsSampler(seed=seed, sigma0=float(sigma) if sigma else None, warn_independent_sampling=False)
 
 
 def _sobol(e: Experiment, settings: Settings, seed: int) -> BaseSampler:
@@ -135,10 +127,10 @@ STAND_INS: dict[tuple[str, str], Callable[[Experiment, Settings, int], BaseSampl
     ("optuna", "tpe"): _optuna_tpe(multivariate=False),
     ("optuna", "multivariate-tpe"): _optuna_tpe(multivariate=True),
     ("optuna", "grid"): _grid,
-    ("optuna", "cmaes"): _cmaes(("ipop",)),
+    ("optuna", "cmaes"): _cmaes,
     ("goptuna", "random"): _random,
     ("goptuna", "tpe"): _goptuna_tpe,
-    ("goptuna", "cmaes"): _cmaes(("ipop", "bipop")),
+    ("goptuna", "cmaes"): _cmaes,
     ("goptuna", "sobol"): _sobol,
     ("skopt", "bayesianoptimization"): _skopt_gp,
 }
