@@ -2,7 +2,8 @@
 
 - `record`: the trial record's layout and file names, and the trial-record writer
 - `files`: atomic writes and tolerant reads
-- `best`: which trial is best, and the `best.json` pointer
+- `best`: which trial is best (within the serving budget, if one is set), and the `best.json` pointer
+- `serving_cost`: what an exported model costs to serve (measured at export), and the budget type
 - `flags`: the trainer flags and metric names, one table per trainer framework
 - `args`: the trainer command line built from that table
 - `trial`: one trial's loop and rules, with the hooks each framework's trainer fills in
@@ -12,7 +13,8 @@
 - `datasets`: the data sets and their fixed splits
 
 Standard library and NumPy only, so the server image (no training framework) and the generator
-import it, and both trainer images copy it whole. Nothing is imported here.
+import it, and both trainer images copy it whole; only the serving-cost measurement, which the trainers
+run, imports onnxruntime and onnx, when it runs. Nothing is imported here.
 """
 
 from __future__ import annotations
