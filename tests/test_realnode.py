@@ -247,7 +247,8 @@ def test_search_serves_and_keeps_the_best_model(katib: Node) -> None:
     # best.json at a weaker complete trial, as a promotion would: the server swaps to it. Then the
     # extraction comes back and restores Katib's optimum (a better model appears): it swaps again.
     def serves(trial: str) -> bool:
-        return httpx.get(f"{url}/v2/models/digits", timeout=10).json().get("trial") == trial
+        served: object = httpx.get(f"{url}/v2/models/digits", timeout=10).json().get("trial")
+        return served == trial
 
     extraction = ["-n", NAMESPACE, "scale", f"deployment/{EXPERIMENT}-extract"]
     node.kubectl(*extraction, "--replicas=0")
