@@ -107,6 +107,7 @@ bench: setup
 	@command -v wrk >/dev/null || bash ci/install-debian.sh wrk
 	$(PY) bench/bench_generator.py
 	$(PY) -W ignore bench/bench_trainer.py
+	$(PY) -W ignore bench/bench_serving_cost.py
 	$(PY) -W ignore bench/bench_server.py
 	$(PY) -W ignore bench/bench_stopping.py
 	$(PY) -W ignore bench/bench_search.py

@@ -11,11 +11,13 @@ from typing import Any
 import yaml
 
 from katib_nas_contract.best import read_pointer
+from katib_nas_contract.serving_cost import Budget
 
 from . import helm
 from .errors import GeneratorError, LocalRunError, ValuesError
 from .importer import dump_values, import_experiment
 from .kube import prepare_namespace
+from .local import MULTI_OBJECTIVE
 from .profiles import dump_profile
 from .schema import SCHEMA_PATH, schema_drifted, write_schema
 from .validate import DEFAULT_RELEASE, Report, validate_file
@@ -198,11 +200,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     missing = missing_framework(trial_plan)
     if missing:
         raise LocalRunError(f"{args.file}: trial.framework: {missing}")
-    runner = LocalRunner(trial_plan, model_root, parallel=args.parallel)
+    runner = LocalRunner(trial_plan, model_root, parallel=args.parallel, multi_objective=args.multi_objective)
     e = report.values.experiment
+    search = (
+        f"multi-objective {args.multi_objective} search of {e.objective.objectiveMetricName} and serving p99 "
+        f"latency (local only; {e.algorithm.algorithmName} on a cluster)"
+        if args.multi_objective
+        else f"{e.algorithm.algorithmName} search"
+    )
     print(
         f"running {runner.plan.name} locally: {e.maxTrialCount} trials of {report.values.trial.epochs} epochs, "
-        f"{runner.parallel} at a time, {e.algorithm.algorithmName} search, "
+        f"{runner.parallel} at a time, {search}, "
         f"early stopping {e.earlyStopping.algorithmName if e.earlyStopping.enabled else 'off'}; "
         f"records in {runner.experiment_dir}",
         file=sys.stderr,
@@ -218,6 +226,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if summary.best is None:
         raise LocalRunError(f"{args.file}: no trial completed; see the logs in {runner.logs}")
+    if summary.best.get("trial") is None and isinstance(summary.best.get("reason"), str):
+        raise LocalRunError(f"{args.file}: promotion.budget: {summary.best['reason']}")
     print(
         f"best model: {summary.best['trial']} ({summary.best['metric']}={summary.best['value']:.4f}), "
         f"{runner.experiment_dir / summary.best['model']}"
@@ -282,7 +292,14 @@ def cmd_report(args: argparse.Namespace) -> int:
             trials, e.objective.objectiveMetricName, e.objective.type == "maximize", report.values.trial.epochs
         )
         experiment_dir = args.out / "cluster" / name
-    page = write_report(experiment_dir, report.values.experiment, args.output or experiment_dir / "report", records)
+    budget = report.values.promotion.budget
+    page = write_report(
+        experiment_dir,
+        report.values.experiment,
+        args.output or experiment_dir / "report",
+        records,
+        Budget(budget.latencyP99Ms, budget.modelBytes),
+    )
     print(f"wrote {page} (and its PNGs)")
     return 0
 
@@ -374,6 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local", action="store_true", help="trials as local processes (the only mode so far)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="records go to OUT/models (default: %(default)s)")
     p.add_argument("--parallel", type=int, help="trials at once (default: parallelTrialCount, capped by cores)")
+    p.add_argument(
+        "--multi-objective",
+        choices=MULTI_OBJECTIVE,
+        help="local only (Katib has no multi-objective algorithm): search the objective and the serving p99 latency "
+        "together with Optuna's NSGA-II or multi-objective TPE instead of experiment.algorithm",
+    )
     release_options(p)
     p.set_defaults(func=cmd_run)
 

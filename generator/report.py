@@ -1,7 +1,8 @@
 """`katib-nas report`: an HTML page and PNGs about a search, built from its trial records (a local
 run's, or a cluster run's copied off the model PVC): the objective per trial over time, learning
-curves with the stopped trials marked, parameter importance, a parallel-coordinates view, and the
-compute early stopping spent and saved."""
+curves with the stopped trials marked, parameter importance, a parallel-coordinates view, the
+compute early stopping spent and saved, and the objective against the serving latency each trainer
+measured, with the Pareto front and the serving budget."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
 from katib_nas_contract.best import read_pointer  # noqa: E402
 from katib_nas_contract.files import read_json, read_json_or  # noqa: E402
-from katib_nas_contract.record import COMPLETE, CURVE, METRICS, PARAMS, STATUS  # noqa: E402
+from katib_nas_contract.record import COMPLETE, CURVE, METRICS, PARAMS, SERVING_COST, STATUS  # noqa: E402
+from katib_nas_contract.serving_cost import LATENCY_P99, MODEL_BYTES, Budget  # noqa: E402
 
 from .errors import LocalRunError  # noqa: E402
 from .local.space import search_space  # noqa: E402
@@ -40,6 +42,11 @@ class TrialRecord:
     ended: str  # completed, early_stopped, running, failed, terminated
     stopped_by: str | None
     finished: float  # seconds after the first trial started
+    cost: dict[str, Any] | None = None  # the record's SERVING_COST (None: not measured, or Katib's Trials)
+
+    def cost_of(self, key: str) -> float | None:
+        value = (self.cost or {}).get(key)
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def read_records(experiment_dir: Path, metric: str) -> list[TrialRecord]:
@@ -68,9 +75,24 @@ def read_records(experiment_dir: Path, metric: str) -> list[TrialRecord]:
                 else status.get("state", "running"),
                 stopped_by=metrics.get("stopped_by"),
                 finished=finished - t0,
+                cost=cost if complete and isinstance(cost := read_json_or(trial / SERVING_COST, None), dict) else None,
             )
         )
     return records
+
+
+def pareto_front(points: list[tuple[float, float, str]], maximize: bool) -> list[str]:
+    """Names of the points (objective, latency, name) no other point beats on both: at least as good an
+    objective at no more latency, and strictly better on one. Sorted by latency."""
+    front: list[tuple[float, str]] = []
+    best: float | None = None
+    # By latency, then the better objective first: a point is on the front when its objective beats every
+    # faster (or equally fast) point's.
+    for value, latency, name in sorted(points, key=lambda p: (p[1], -p[0] if maximize else p[0])):
+        if best is None or (value > best if maximize else value < best):
+            front.append((latency, name))
+            best = value
+    return [name for _, name in front]
 
 
 def records_from_trials(trials: list[dict[str, Any]], metric: str, maximize: bool, epochs: int) -> list[TrialRecord]:
@@ -175,7 +197,11 @@ def _stopped(r: TrialRecord) -> bool:
 
 
 def write_report(
-    experiment_dir: Path, experiment: Experiment, out: Path, records: list[TrialRecord] | None = None
+    experiment_dir: Path,
+    experiment: Experiment,
+    out: Path,
+    records: list[TrialRecord] | None = None,
+    budget: Budget | None = None,
 ) -> Path:
     metric = experiment.objective.objectiveMetricName
     if records is None:
@@ -225,6 +251,12 @@ def write_report(
             ax = optuna_plots.plot_parallel_coordinate(study)
             images.append(_save(ax.figure, out / "parallel.png", "Parallel coordinates"))
 
+    maximize = experiment.objective.type == "maximize"
+    costed = [r for r in done if r.cost_of(LATENCY_P99) is not None]
+    front = pareto_front([(r.value or 0.0, r.cost_of(LATENCY_P99) or 0.0, r.name) for r in costed], maximize)
+    if costed:
+        images.append(_save(_pareto_figure(costed, front, metric, budget or Budget()), out / "pareto.png", PARETO))
+
     run = sum(len(r.curve) for r in records)
     planned = sum(r.planned for r in records)
     saved_rule = sum(r.planned - len(r.curve) for r in records if _stopped(r))
@@ -254,11 +286,51 @@ def write_report(
         "epochs_saved_by_rule": saved_rule if curves else None,
         "epochs_saved_by_patience": saved_patience if curves else None,
         "best": read_pointer(experiment_dir),
+        "pareto_front": front if costed else None,
+        "budget": {"latency_p99_ms": budget.latency_p99_ms, "model_bytes": budget.model_bytes}
+        if budget is not None and budget.is_set
+        else None,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     page = out / "index.html"
     page.write_text(_html(experiment_dir, metric, records, images, summary), encoding="utf-8")
     return page
+
+
+PARETO = "Objective against serving latency (Pareto front)"
+
+
+def _pareto_figure(costed: list[TrialRecord], front: list[str], metric: str, budget: Budget) -> Any:
+    """Each complete trial at its measured p99 latency; the front joined in order of latency; trials over the
+    budget (latency or size) crossed out; the latency budget as a vertical line."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    at = {r.name: (r.cost_of(LATENCY_P99) or 0.0, r.value or 0.0) for r in costed}
+    over = {r.name for r in costed if budget.violations(r.cost)}
+    groups = (
+        ("within the budget" if budget.is_set else "trial", "o", "tab:blue", False),
+        ("over it", "x", "grey", True),
+    )
+    for label, marker, color, outside in groups:
+        names = [n for n in at if (n in over) == outside]
+        if names:
+            ax.scatter([at[n][0] for n in names], [at[n][1] for n in names], marker=marker, c=color, label=label)
+    ax.plot([at[n][0] for n in front], [at[n][1] for n in front], drawstyle="steps-post", color="tab:orange")
+    ax.scatter(
+        [at[n][0] for n in front],
+        [at[n][1] for n in front],
+        marker="D",
+        s=60,
+        facecolors="none",
+        edgecolors="tab:orange",
+        label="Pareto front",
+    )
+    if budget.latency_p99_ms is not None:
+        ax.axvline(budget.latency_p99_ms, color="tab:red", linestyle="--", label=f"budget {budget.latency_p99_ms:g} ms")
+    for name, point in at.items():
+        ax.annotate(name.rsplit("-", 1)[-1], point, fontsize=7)
+    ax.set(xlabel="batch-1 p99 latency, ms (onnxruntime, one thread)", ylabel=metric, title=PARETO)
+    ax.legend()
+    return fig
 
 
 def _save(fig: Any, path: Path, title: str) -> tuple[str, str]:
@@ -274,10 +346,12 @@ def _html(
     best = s["best"] if isinstance(s["best"], dict) else {}
     searched = sorted({k for r in records for k in r.params} & set(_varying(records)))
     rows = "".join(
-        "<tr><td>{}</td>{}<td>{}</td><td>{}/{}</td><td>{}</td></tr>".format(
+        "<tr><td>{}</td>{}<td>{}</td><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td></tr>".format(
             html.escape(r.name),
             "".join(f"<td>{html.escape(_fmt(r.params.get(k)))}</td>" for k in searched),
             "" if r.value is None else f"{r.value:.4f}",
+            _fmt(r.cost_of(LATENCY_P99)) if r.cost_of(LATENCY_P99) is not None else "",
+            _fmt(int(r.cost_of(MODEL_BYTES) or 0)) if r.cost_of(MODEL_BYTES) is not None else "",
             len(r.curve),
             r.planned,
             html.escape(r.ended + (f" ({r.stopped_by})" if r.stopped_by else "")),
@@ -307,14 +381,22 @@ td,th{{border:1px solid #c8ccd4;padding:.2rem .5rem;text-align:right}}figure{{di
 img{{max-width:720px}}</style></head><body>
 <h1>Search report: {html.escape(experiment_dir.name)}</h1>
 <p>{s["trials"]} trials, {s["complete"]} complete, {s["stopped_early"]} stopped early by the rule.
-Best: <b>{html.escape(str(best.get("trial", "-")))}</b> ({metric} = {best.get("value", float("nan")):.4f}).</p>
+{_best_sentence(best, metric)}</p>
 <p>{html.escape(compute)}</p>
 {figures}
 <h2>Trials</h2>
-<table><tr><th>trial</th>{header}<th>{metric}</th><th>epochs</th><th>ended</th></tr>
+<table><tr><th>trial</th>{header}<th>{metric}</th><th>p99 ms</th><th>model bytes</th><th>epochs</th><th>ended</th></tr>
 {rows}</table>
 </body></html>
 """
+
+
+def _best_sentence(best: dict[str, Any], metric: str) -> str:
+    if best.get("trial", "") is None:  # promotion's budget ruled out every trial
+        return f"Best: none promoted ({html.escape(str(best.get('reason', '')))})."
+    value = best.get("value")
+    shown = f"{value:.4f}" if isinstance(value, int | float) else "-"
+    return f"Best: <b>{html.escape(str(best.get('trial', '-')))}</b> ({metric} = {shown})."
 
 
 def _varying(records: list[TrialRecord]) -> list[str]:

@@ -284,6 +284,114 @@ def test_bayesianoptimization_suggests_skopts_initial_points_at_random_first() -
     assert startup([{"name": "n_initial_points", "value": "3"}]) == 3
 
 
+# A wide MLP (about 2.2M weights, 8.8 MB) and a narrow CNN (well under 1 MB): model bytes, unlike latency the
+# same on every machine, put them on either side of the budget. NSGA-II's seed 10 draws the MLP, then the CNN.
+COSTLY: dict[str, Any] = {
+    "name": "digits-cost",
+    "parallelTrialCount": 1,
+    "maxTrialCount": 2,
+    "maxFailedTrialCount": 0,
+    "algorithm": {"algorithmName": "random", "algorithmSettings": [{"name": "random_state", "value": "10"}]},
+    "parameters": [{"name": "arch", "parameterType": "categorical", "feasibleSpace": {"list": ["mlp", "cnn"]}}],
+    "earlyStopping": {"enabled": False},
+}
+COSTLY_TRIAL: dict[str, Any] = {"epochs": 1, "extraArgs": ["--num-layers=3", "--units=1024", "--channels=4"]}
+BYTES = 4_000_000
+
+
+@pytest.fixture(scope="module")
+def budget_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+    tmp = tmp_path_factory.mktemp("budget")
+    values = values_file(tmp, COSTLY, COSTLY_TRIAL)
+    data = yaml.safe_load(values.read_text())
+    values.write_text(yaml.safe_dump({**data, "promotion": {"budget": {"modelBytes": BYTES}}}, sort_keys=False))
+    proc = katib_nas("run", "--local", str(values), "--out", str(tmp / "out"), "--multi-objective", "nsga2")
+    return proc, values, tmp / "out" / "models" / "digits-cost"
+
+
+def test_a_local_run_promotes_within_the_budget_and_searches_both_objectives(
+    budget_run: tuple[subprocess.CompletedProcess[str], Path, Path],
+) -> None:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    proc, _, experiment = budget_run
+    assert proc.returncode == 0, proc.stderr
+    assert "multi-objective nsga2 search of accuracy and serving p99 latency (local only" in proc.stderr
+    records = {
+        m.parent.name: (json.loads(m.read_text())["accuracy"], json.loads((m.parent / "serving_cost.json").read_text()))
+        for m in experiment.glob("digits-cost-*/metrics.json")
+    }
+    assert len(records) == 2
+    fits = {name: acc for name, (acc, cost) in records.items() if cost["model_bytes"] <= BYTES}
+    over = {name for name, (_, cost) in records.items() if cost["model_bytes"] > BYTES}
+    assert fits and over, records  # the search drew models on both sides of the budget
+    best = json.loads((experiment / "best.json").read_text())
+    assert best["trial"] == max(sorted(fits), key=lambda name: fits[name]) and best["value"] == max(fits.values())
+    assert best["budget"] == {"latency_p99_ms": None, "model_bytes": BYTES}
+    assert {r["trial"] for r in best["ruled_out"]} == over
+    assert f"within the serving budget (model <= {BYTES} bytes)" in proc.stderr
+    # Optuna's study holds both objectives per trial: the trial's accuracy and its record's p99 latency.
+    study = optuna.load_study(
+        study_name="digits-cost",
+        storage=optuna.storages.JournalStorage(JournalFileBackend(str(experiment / "study.journal"))),
+    )
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    for t in study.trials:
+        accuracy, cost = records[f"digits-cost-{t.number:04d}"]
+        assert t.values == pytest.approx([accuracy, cost["latency_p99_ms"]], abs=1e-6)  # stdout has 6 digits
+
+
+def test_the_report_draws_accuracy_against_latency_with_the_front_and_the_budget(
+    budget_run: tuple[subprocess.CompletedProcess[str], Path, Path], tmp_path: Path
+) -> None:
+    from generator.report import pareto_front
+
+    _, values, experiment = budget_run
+    data = yaml.safe_load(values.read_text())
+    latencies = sorted(
+        json.loads(p.read_text())["latency_p99_ms"] for p in experiment.glob("digits-cost-*/serving_cost.json")
+    )
+    data["promotion"]["budget"]["latencyP99Ms"] = latencies[1]
+    with_line = tmp_path / "values.yaml"
+    with_line.write_text(yaml.safe_dump(data, sort_keys=False))
+    report = katib_nas("report", str(with_line), "--experiment-dir", str(experiment), "-o", str(tmp_path / "r"))
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "r" / "pareto.png").stat().st_size > 5_000
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["budget"] == {"latency_p99_ms": latencies[1], "model_bytes": BYTES}
+    points = [
+        (
+            json.loads((p.parent / "metrics.json").read_text())["accuracy"],
+            json.loads(p.read_text())["latency_p99_ms"],
+            p.parent.name,
+        )
+        for p in experiment.glob("digits-cost-*/serving_cost.json")
+    ]
+    assert summary["pareto_front"] == pareto_front(points, maximize=True) and summary["pareto_front"]
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert 'src="pareto.png"' in page and "<th>p99 ms</th>" in page
+
+
+@pytest.mark.parametrize(
+    ("points", "front"),
+    [
+        ([(0.9, 1.0, "a"), (0.95, 2.0, "b"), (0.93, 3.0, "c"), (0.99, 5.0, "d")], ["a", "b", "d"]),
+        ([(0.9, 1.0, "a"), (0.9, 1.0, "b")], ["a"]),  # a tie is one point of the front
+        ([(0.8, 2.0, "slow"), (0.9, 1.0, "fast")], ["fast"]),  # faster and better: the other is dominated
+        ([], []),
+    ],
+)
+def test_the_pareto_front_keeps_the_points_nothing_beats_on_both(
+    points: list[tuple[float, float, str]], front: list[str]
+) -> None:
+    from generator.report import pareto_front
+
+    assert pareto_front(points, maximize=True) == front
+    flipped = [(-v, lat, n) for v, lat, n in points]
+    assert pareto_front(flipped, maximize=False) == front
+
+
 def test_every_local_record_carries_its_provenance(
     local_run: tuple[subprocess.CompletedProcess[str], Path, Path],
 ) -> None:

@@ -242,7 +242,7 @@ def test_the_budget_promotes_the_most_accurate_model_that_fits_and_names_the_one
     # No budget: the most accurate complete trial, as before.
     assert choose(costed).best == best_from_records(costed) == Best("exp-old", "accuracy", 0.995, "records")
     assert choose(costed).ruled_out == ()
-    assert publish(costed, both.best, both)  # type: ignore[arg-type]
+    assert both.best is not None and publish(costed, both.best, both)
     pointer = json.loads((costed / "best.json").read_text())
     assert pointer["trial"] == "exp-mlp" and pointer["budget"] == {"latency_p99_ms": 0.5, "model_bytes": 500000}
     assert [r["trial"] for r in pointer["ruled_out"]] == ["exp-old", "exp-cnn", "exp-mlp-big"]

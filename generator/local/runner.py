@@ -4,6 +4,10 @@ the same trial records and the same best-model pointer as on a cluster.
 
 The study lives in a journal file next to the records, so an interrupted run (Ctrl-C) resumes:
 trials that were running start again under the same name and the trainer picks up its checkpoint.
+
+The best pointer obeys the values' promotion.budget as the cluster's promote steps do. With
+`multi_objective` (local only: Katib has no multi-objective algorithm) the study searches the objective
+and the serving p99 latency the trainer measured together, with one of Optuna's multi-objective samplers.
 """
 
 from __future__ import annotations
@@ -23,15 +27,16 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from katib_nas_contract.best import best_from_records, publish, read_pointer
+from katib_nas_contract.best import choose, publish_choice, read_pointer
 from katib_nas_contract.files import read_json_or
-from katib_nas_contract.record import METRICS
+from katib_nas_contract.record import METRICS, SERVING_COST
+from katib_nas_contract.serving_cost import LATENCY_P99, Budget
 
 from ..errors import LocalRunError
 from .collector import parse_line, reduce
 from .plan import Plan, trial_argv
 from .progress import Progress
-from .samplers import sampler_for
+from .samplers import multi_objective_sampler, sampler_for
 from .space import as_flag, search_space
 
 EXIT_INTERRUPTED = 130
@@ -68,8 +73,18 @@ def core_slots(parallel: int) -> list[set[int]]:
 
 
 class LocalRunner:
-    def __init__(self, plan: Plan, model_root: Path, parallel: int | None = None, progress: Progress | None = None):
+    def __init__(
+        self,
+        plan: Plan,
+        model_root: Path,
+        parallel: int | None = None,
+        progress: Progress | None = None,
+        multi_objective: str | None = None,
+    ):
         e = plan.values.experiment
+        budget = plan.values.promotion.budget
+        self.budget = Budget(budget.latencyP99Ms, budget.modelBytes)
+        self.multi_objective = multi_objective
         self.plan, self.model_root = plan, model_root
         self.experiment_dir = model_root / plan.name
         self.logs = self.experiment_dir / ".logs"
@@ -90,11 +105,21 @@ class LocalRunner:
         self.logs.mkdir(exist_ok=True)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = JournalStorage(JournalFileBackend(str(self.experiment_dir / "study.journal")))
+        directions = [e.objective.type] + (["minimize"] if multi_objective else [])
+        existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}.get(plan.name)
+        if existing is not None and len(existing.directions) != len(directions):
+            raise LocalRunError(
+                f"{self.experiment_dir}: this search ran with "
+                f"{'--multi-objective' if len(existing.directions) > 1 else 'one objective'}; resume it the same "
+                "way, or give a new run its own --out"
+            )
         self.study = optuna.create_study(
             study_name=plan.name,
             storage=storage,
-            sampler=sampler_for(e, str(plan.name), seed=0, services=plan.services),
-            direction=e.objective.type,
+            sampler=multi_objective_sampler(multi_objective, e, seed=0)
+            if multi_objective
+            else sampler_for(e, str(plan.name), seed=0, services=plan.services),
+            directions=directions,
             load_if_exists=True,
         )
 
@@ -144,23 +169,39 @@ class LocalRunner:
             return  # interrupted: stays RUNNING in the study and resumes on the next run
         values = [r[self.metric] for r in running.reports if self.metric in r]
         value = reduce(values, self.strategy)
-        if code != 0 or value is None:
-            why = f"exit code {code}" if code != 0 else f"no {self.metric}= line on stdout"
+        latency = self.latency(running.name) if self.multi_objective else None
+        if code != 0 or value is None or (self.multi_objective and latency is None):
+            why = (
+                f"exit code {code}"
+                if code != 0
+                else f"no {self.metric}= line on stdout"
+                if value is None
+                else f"no {LATENCY_P99} in its {SERVING_COST}, the second objective"
+            )
             self.study.tell(running.number, state=TrialState.FAIL)
             summary.failed += 1
             self.progress.event(f"{running.name} failed ({why}); log: {self.logs / (running.name + '.log')}")
             return
-        self.study.tell(running.number, value)
+        self.study.tell(running.number, [value, latency] if latency is not None else value)
         metrics = self.record_metrics(running.name)
         stopped = metrics.get("stopped_by") not in (None, "patience")
         summary.completed += 1
         summary.stopped_early += stopped
         how = f"stopped by {metrics['stopped_by']} after epoch {metrics['epochs_run']}" if stopped else "completed"
-        self.progress.event(f"{running.name} {how}: {self.metric}={value:.4f}")
-        best = best_from_records(self.experiment_dir, self.metric, "maximize" if self.maximize else "minimize")
-        if best is not None and publish(self.experiment_dir, best):
-            self.best = _best_text(best.metric, best.value, best.trial)
-            self.progress.event(f"best model now {best.trial} ({best.metric}={best.value:.4f})")
+        cost = f", p99 {latency:g} ms" if latency is not None else ""
+        self.progress.event(f"{running.name} {how}: {self.metric}={value:.4f}{cost}")
+        choice = choose(self.experiment_dir, self.metric, "maximize" if self.maximize else "minimize", self.budget)
+        for line in publish_choice(self.experiment_dir, choice):
+            self.progress.event(line)
+        if choice.best is not None:
+            self.best = _best_text(choice.best.metric, choice.best.value, choice.best.trial)
+        elif choice.none_fits:
+            self.best = f"none within the budget ({len(choice.ruled_out)} ruled out)"
+
+    def latency(self, name: str) -> float | None:
+        cost = read_json_or(self.experiment_dir / name / SERVING_COST, {})
+        value = cost.get(LATENCY_P99) if isinstance(cost, dict) else None
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -229,7 +270,7 @@ class LocalRunner:
 
     def _goal_reached(self) -> bool:
         goal = self.plan.values.experiment.objective.goal
-        done = [t.value for t in self.study.trials if t.state == TrialState.COMPLETE and t.value is not None]
+        done = [float(t.values[0]) for t in self.study.trials if t.state == TrialState.COMPLETE and t.values]
         if goal is None or not done:
             return False
         best = max(done) if self.maximize else min(done)

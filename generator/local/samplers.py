@@ -18,6 +18,7 @@ from optuna.samplers import (
     CmaEsSampler,
     GPSampler,
     GridSampler,
+    NSGAIISampler,
     QMCSampler,
     RandomSampler,
     TPESampler,
@@ -27,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ..errors import LocalRunError
 from ..models import Experiment
 from ..suggestion_services import KATIB_V019_SERVICES
+from . import MULTI_OBJECTIVE
 from .space import grid
 
 
@@ -157,3 +159,17 @@ def sampler_for(experiment: Experiment, source: str, seed: int, services: dict[s
             f"or use one of {', '.join(LOCAL)} locally"
         )
     return make(experiment, settings, int(settings.get("random_state", seed)))
+
+
+def multi_objective_sampler(name: str, experiment: Experiment, seed: int) -> BaseSampler:
+    """NSGA-II, or TPE on both objectives (Optuna's MOTPE), for the objective and the serving latency.
+    Both start from a third of maxTrialCount random trials (4 to 50): NSGA-II's default population of
+    50 would leave a 12-trial search random, with no generation bred from the Pareto front."""
+    settings = {s.name: str(s.value) for s in experiment.algorithm.algorithmSettings}
+    seed = int(settings.get("random_state", seed))
+    first = min(50, max(4, experiment.maxTrialCount // 3))
+    if name == "nsga2":
+        return NSGAIISampler(seed=seed, population_size=first)
+    if name == "tpe":
+        return TPESampler(seed=seed, n_startup_trials=first, multivariate=True, constant_liar=True)
+    raise LocalRunError(f"--multi-objective {name}: use one of {', '.join(MULTI_OBJECTIVE)}")
