@@ -116,7 +116,7 @@ class LocalRunner:
         self.study = optuna.create_study(
             study_name=plan.name,
             storage=storage,
-            sampler=multi_objective_sampler(multi_objective, e, seed=0)
+            sampler=multi_objective_sampler(multi_objective, e, str(plan.name), seed=0)
             if multi_objective
             else sampler_for(e, str(plan.name), seed=0, services=plan.services),
             directions=directions,

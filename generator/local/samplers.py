@@ -161,15 +161,21 @@ def sampler_for(experiment: Experiment, source: str, seed: int, services: dict[s
     return make(experiment, settings, int(settings.get("random_state", seed)))
 
 
-def multi_objective_sampler(name: str, experiment: Experiment, seed: int) -> BaseSampler:
+def multi_objective_sampler(name: str, experiment: Experiment, source: str, seed: int) -> BaseSampler:
     """NSGA-II, or TPE on both objectives (Optuna's MOTPE), for the objective and the serving latency.
     Both start from a third of maxTrialCount random trials (4 to 50): NSGA-II's default population of
     50 would leave a 12-trial search random, with no generation bred from the Pareto front."""
     settings = {s.name: str(s.value) for s in experiment.algorithm.algorithmSettings}
-    seed = int(settings.get("random_state", seed))
+    try:
+        seed = int(settings.get("random_state", seed))
+    except ValueError:  # a setting the Katib algorithm ignores (sobol) is not checked as a number
+        raise LocalRunError(
+            f"{source}: experiment.algorithm.algorithmSettings: random_state {settings['random_state']!r} is not "
+            f"a whole number; --multi-objective {name} seeds its sampler with it"
+        ) from None
     first = min(50, max(4, experiment.maxTrialCount // 3))
     if name == "nsga2":
         return NSGAIISampler(seed=seed, population_size=first)
     if name == "tpe":
         return TPESampler(seed=seed, n_startup_trials=first, multivariate=True, constant_liar=True)
-    raise LocalRunError(f"--multi-objective {name}: use one of {', '.join(MULTI_OBJECTIVE)}")
+    raise LocalRunError(f"{source}: --multi-objective {name}: use one of {', '.join(MULTI_OBJECTIVE)}")
