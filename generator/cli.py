@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from katib_nas_contract.best import read_pointer
+from katib_nas_contract.best import no_fit_reason, read_pointer
 from katib_nas_contract.serving_cost import Budget
 
 from . import helm
@@ -226,8 +226,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if summary.best is None:
         raise LocalRunError(f"{args.file}: no trial completed; see the logs in {runner.logs}")
-    if summary.best.get("trial") is None and isinstance(summary.best.get("reason"), str):
-        raise LocalRunError(f"{args.file}: promotion.budget: {summary.best['reason']}")
+    if (reason := no_fit_reason(summary.best)) is not None:
+        raise LocalRunError(f"{args.file}: promotion.budget: {reason}")
     print(
         f"best model: {summary.best['trial']} ({summary.best['metric']}={summary.best['value']:.4f}), "
         f"{runner.experiment_dir / summary.best['model']}"
@@ -264,8 +264,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     report = _checked(args.file, args.release)
     assert report.values is not None
     experiment_dir = _local_experiment_dir(args, report)
-    if read_pointer(experiment_dir) is None:
+    pointer = read_pointer(experiment_dir)
+    if pointer is None:
         raise LocalRunError(f"{args.file}: no best model in {experiment_dir}; run `katib-nas run --local {args.file}`")
+    if (reason := no_fit_reason(pointer)) is not None:
+        raise LocalRunError(f"{args.file}: promotion.budget: {reason}")
     os.environ["MODEL_DIR"] = str(experiment_dir)
     os.environ.setdefault("MODEL_NAME", report.values.server.modelName)
     from katib_nas_server.__main__ import main as server_main

@@ -22,7 +22,7 @@ from optuna.distributions import BaseDistribution  # noqa: E402
 from optuna.exceptions import ExperimentalWarning  # noqa: E402
 from optuna.visualization import matplotlib as optuna_plots  # noqa: E402
 
-from katib_nas_contract.best import read_pointer  # noqa: E402
+from katib_nas_contract.best import no_fit_reason, read_pointer  # noqa: E402
 from katib_nas_contract.files import read_json, read_json_or  # noqa: E402
 from katib_nas_contract.record import COMPLETE, CURVE, METRICS, PARAMS, SERVING_COST, STATUS  # noqa: E402
 from katib_nas_contract.serving_cost import LATENCY_P99, MODEL_BYTES, Budget  # noqa: E402
@@ -392,8 +392,8 @@ img{{max-width:720px}}</style></head><body>
 
 
 def _best_sentence(best: dict[str, Any], metric: str) -> str:
-    if best.get("trial", "") is None:  # promotion's budget ruled out every trial
-        return f"Best: none promoted ({html.escape(str(best.get('reason', '')))})."
+    if (reason := no_fit_reason(best)) is not None:
+        return f"Best: none promoted ({html.escape(reason)})."
     value = best.get("value")
     shown = f"{value:.4f}" if isinstance(value, int | float) else "-"
     return f"Best: <b>{html.escape(str(best.get('trial', '-')))}</b> ({metric} = {shown})."

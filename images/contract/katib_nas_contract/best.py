@@ -140,6 +140,13 @@ def experiment_finished(experiment: dict[str, Any]) -> bool:
     return any(c.get("type") in ("Succeeded", "Failed") and c.get("status") == "True" for c in conditions)
 
 
+def no_fit_reason(pointer: Any) -> str | None:
+    """Why a pointer names no model, when it says that no trial fits the serving budget (publish_none_fits)."""
+    if isinstance(pointer, dict) and pointer.get("trial", "") is None and isinstance(pointer.get("reason"), str):
+        return str(pointer["reason"])
+    return None
+
+
 def read_pointer(experiment_dir: Path) -> Any:
     """best.json as JSON, or None when there is none. Readers check its shape: a hand-edited or
     damaged pointer may be any JSON value."""

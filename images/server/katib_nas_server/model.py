@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from katib_nas_contract.best import read_pointer
+from katib_nas_contract.best import no_fit_reason, read_pointer
 from katib_nas_contract.files import read_json_or
 from katib_nas_contract.record import METRICS, MODEL, PARAMS, POINTER, is_complete
 
@@ -42,8 +42,8 @@ def resolve(model_dir: Path) -> Pointer:
         raise ModelNotFound(f"no {POINTER} in MODEL_DIR yet (no trial has completed)")
     trial = pointer.get("trial") if isinstance(pointer, dict) else None
     published = pointer.get("published_at", 0) if isinstance(pointer, dict) else None
-    if isinstance(pointer, dict) and pointer.get("trial", "") is None and isinstance(pointer.get("reason"), str):
-        raise ModelNotFound(f"{POINTER}: {pointer['reason']}")  # promotion's budget rules out every model
+    if (reason := no_fit_reason(pointer)) is not None:  # promotion's budget rules out every model
+        raise ModelNotFound(f"{POINTER}: {reason}")
     # A pointer someone edited by hand (or another tool wrote) is a problem to report, not a crash.
     if not isinstance(trial, str) or not trial or trial in (".", "..") or "/" in trial or "\\" in trial:
         raise ModelNotFound(f"{POINTER} in MODEL_DIR does not name a trial directory; the promote step rewrites it")
