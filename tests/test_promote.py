@@ -251,7 +251,7 @@ def test_the_budget_promotes_the_most_accurate_model_that_fits_and_names_the_one
 def test_a_budget_no_model_fits_is_said_in_the_pointer_and_the_batch_step_fails(costed: Path) -> None:
     publish(costed, Best("exp-cnn", "accuracy", 0.99, "records"))  # served before the budget was set
     lines: list[str] = []
-    source = RecordsSource(costed, "accuracy", "maximize", Budget(latency_p99_ms=0.01))
+    source = KatibSource(costed, lambda: katib_experiment("exp-cnn", True), Budget(latency_p99_ms=0.01))
     assert run(source, costed, "final", interval=0, timeout=0, log=lines.append) == 1
     reason = (
         "no complete trial fits the serving budget (p99 latency <= 0.01 ms): 4 ruled out, the best exp-old "
@@ -265,6 +265,11 @@ def test_a_budget_no_model_fits_is_said_in_the_pointer_and_the_batch_step_fails(
         resolve(costed)
     # Waiting for a model (the server's init container) does not take the no-fit pointer for one.
     assert run(source, costed, "first", interval=0.01, timeout=0.05, log=lines.append) == 1
+    # Trial records alone cannot tell that the search is over: --final keeps waiting for a trial that fits.
+    records = RecordsSource(costed, "accuracy", "maximize", Budget(latency_p99_ms=0.01))
+    waited: list[str] = []
+    assert run(records, costed, "final", interval=0.01, timeout=0.05, log=waited.append) == 1
+    assert waited[-1] == "gave up after 0.05s without a finished search"
 
 
 def test_katib_source_with_a_budget_chooses_from_the_records_by_the_experiments_objective(costed: Path) -> None:

@@ -48,7 +48,7 @@ class RecordsSource:
 
     def poll(self) -> tuple[Choice, bool]:
         choice = choose(self.experiment_dir, self.metric, self.goal, self.budget)
-        return choice, choice.best is not None or choice.none_fits
+        return choice, choice.best is not None
 
 
 class KatibSource:
