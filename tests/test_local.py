@@ -407,3 +407,17 @@ def test_every_local_record_carries_its_provenance(
         assert doc["chart"] == {"version": env["KATIB_NAS_CHART"], "values_sha256": env["KATIB_NAS_VALUES_SHA256"]}
         assert doc["image"] is None and doc["framework"] == "pytorch" and doc["versions"]["torch"]
         assert doc["dataset"]["source"] == "digits" and len(doc["dataset"]["sha256"]) == 64
+
+
+@pytest.mark.parametrize("multi_objective", [None, "nsga2"])
+def test_a_random_state_that_is_no_number_is_one_line(multi_objective: str | None) -> None:
+    # goptuna's sobol ignores random_state, so validate only warns about it; the local sampler's seed is refused.
+    from generator.local.samplers import multi_objective_sampler
+
+    algorithm = {"algorithmName": "sobol", "algorithmSettings": [{"name": "random_state", "value": "abc"}]}
+    experiment = Experiment.model_validate({"algorithm": algorithm})
+    with pytest.raises(LocalRunError, match="^exp: experiment.algorithm.algorithmSettings: random_state 'abc' is not"):
+        if multi_objective:
+            multi_objective_sampler(multi_objective, experiment, "exp", 0)
+        else:
+            sampler_for(experiment, "exp", 0)

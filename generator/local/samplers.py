@@ -158,7 +158,22 @@ def sampler_for(experiment: Experiment, source: str, seed: int, services: dict[s
             f"{source}: experiment.algorithm.algorithmName: {name} has no local equivalent; run it on a cluster, "
             f"or use one of {', '.join(LOCAL)} locally"
         )
-    return make(experiment, settings, int(settings.get("random_state", seed)))
+    return make(experiment, settings, random_state(settings, seed, source))
+
+
+def random_state(settings: dict[str, str], default: int, source: str) -> int:
+    """The sampler's seed: the algorithm's random_state setting. A setting the Katib service ignores
+    (goptuna's sobol reads none) is not checked as a number, so it can be any text: one line, not a traceback."""
+    value = settings.get("random_state")
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise LocalRunError(
+            f"{source}: experiment.algorithm.algorithmSettings: random_state {value!r} is not a whole number; the "
+            "local runner seeds its sampler with it"
+        ) from None
 
 
 def multi_objective_sampler(name: str, experiment: Experiment, source: str, seed: int) -> BaseSampler:
@@ -166,13 +181,7 @@ def multi_objective_sampler(name: str, experiment: Experiment, source: str, seed
     Both start from a third of maxTrialCount random trials (4 to 50): NSGA-II's default population of
     50 would leave a 12-trial search random, with no generation bred from the Pareto front."""
     settings = {s.name: str(s.value) for s in experiment.algorithm.algorithmSettings}
-    try:
-        seed = int(settings.get("random_state", seed))
-    except ValueError:  # a setting the Katib algorithm ignores (sobol) is not checked as a number
-        raise LocalRunError(
-            f"{source}: experiment.algorithm.algorithmSettings: random_state {settings['random_state']!r} is not "
-            f"a whole number; --multi-objective {name} seeds its sampler with it"
-        ) from None
+    seed = random_state(settings, seed, source)
     first = min(50, max(4, experiment.maxTrialCount // 3))
     if name == "nsga2":
         return NSGAIISampler(seed=seed, population_size=first)
