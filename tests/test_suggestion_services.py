@@ -189,6 +189,8 @@ class PythonService:
         if not python.is_file():
             pytest.fail(f"{python} is missing: run `bash ci/install-suggestion-services.sh` first", pytrace=False)
         katib = (SERVICES / "katib").resolve()
+        if not (katib / "pkg").is_dir():  # the Katib module in Go's module cache, which `go clean` removes
+            pytest.fail(f"{katib} is missing: run `bash ci/install-suggestion-services.sh` first", pytrace=False)
         # The service images' PYTHONPATH (cmd/suggestion/<service>/v1beta1/Dockerfile).
         path = [katib, katib / "pkg/apis/manager/v1beta1/python", katib / "pkg/apis/manager/health/python"]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(map(str, path)), PYTHONWARNINGS="ignore", **extra_env)
