@@ -38,7 +38,7 @@ from .local.space import as_flag
 EXIT_MATCH, EXIT_MISMATCH = 0, 1
 # Allowed difference when rounding differs (see the module docstring): accuracies absolute, losses
 # relative. bench/bench_replay.py measures what rounding alone does on digits (the same trial on 1
-# and 2 threads, which sum in different orders); README "Replay" gives the figures these are set from.
+# and 2 threads, which sum in different orders); README "Provenance and replay" gives the figures these are set from.
 TOLERANCE = {"accuracy": 0.02, "test_accuracy": 0.02, "loss": 0.1, "test_loss": 0.1}
 RELATIVE = ("loss", "test_loss")
 EXACT = ("accuracy", "loss", "test_accuracy", "test_loss", "epochs_run", "best_epoch", "ended")
