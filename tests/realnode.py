@@ -481,7 +481,12 @@ def _kubelet(node: Node) -> None:
     core = client.CoreV1Api(node.api())
 
     def ready() -> bool:
-        status = core.read_node(NODE_NAME).status
+        try:
+            status = core.read_node(NODE_NAME).status
+        except client.ApiException as error:
+            if error.status == 404:  # the kubelet has not registered the node yet (a cold start is slower)
+                return False
+            raise
         conditions = (status.conditions if status else None) or []
         return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
