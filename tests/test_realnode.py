@@ -252,8 +252,8 @@ def test_search_serves_and_keeps_the_best_model(katib: Node) -> None:
 
     extraction = ["-n", NAMESPACE, "scale", f"deployment/{EXPERIMENT}-extract"]
     node.kubectl(*extraction, "--replicas=0")
-    node.kubectl("-n", NAMESPACE, "wait", "--for=delete", "pod", "-l", "app.kubernetes.io/component=extract",
-                 "--timeout=120s", timeout=150)  # fmt: skip
+    extract_pods = ["-n", NAMESPACE, "get", "pods", "-l", "app.kubernetes.io/component=extract", "-o", "name"]
+    node.wait(lambda: not node.kubectl(*extract_pods).strip(), "the extraction pod to be gone", 120)
     weaker = next(t["metadata"]["name"] for t in succeeded if t["metadata"]["name"] != best["bestTrialName"])
     weaker_metrics = complete_record(models, weaker)
     assert weaker_metrics is not None, list((models / weaker).iterdir())
