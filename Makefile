@@ -49,7 +49,10 @@ pytest: setup node
 	$(PY) -m pytest
 
 # Lint, types, generated-file drift and the whole pytest suite (ct lint and helm-unittest included).
-test: setup lint mypy check pytest
+# The set-up runs two jobs at a time, so the venv's downloads overlap the Go builds.
+test:
+	$(MAKE) --no-print-directory -j2 setup node
+	$(MAKE) --no-print-directory lint mypy check pytest
 
 check: setup
 	katib-nas schema --check
@@ -76,7 +79,7 @@ package: venv
 # cluster with a real kubelet and containerd, Katib v0.19.0's standalone install and the project's
 # images, built once and cached under ~/.cache/katib-nas (ci/install-node.sh, ci/images/build.sh),
 # then `katib-nas install` of ci/realnode-values.yaml end to end (tests/test_realnode.py).
-node: tools
+node: tools browser
 	@if [ "$$(id -u)" != 0 ]; then echo "not root: skipping the real-node tier's builds (its tests skip too)"; else \
 		bash ci/install-node.sh && bash ci/images/build.sh; fi
 
