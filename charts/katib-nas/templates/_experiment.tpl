@@ -72,7 +72,24 @@ those three change, so raising maxTrialCount leaves the digest, and the template
 */}}
 {{- define "katib-nas.trialValuesDigest" -}}
 {{- $experiment := omit .Values.experiment "parallelTrialCount" "maxTrialCount" "maxFailedTrialCount" }}
-{{- toYaml (dict "experiment" $experiment "trial" .Values.trial) | sha256sum }}
+{{- include "katib-nas.withoutNulls" (dict "experiment" $experiment "trial" .Values.trial) | sha256sum }}
+{{- end }}
+
+{{/*
+A map as YAML without its null values, at any depth. Helm keeps a key whose default is null when a
+values file sets it to null again, and drops it otherwise: the two mean the same, so they must
+digest the same.
+*/}}
+{{- define "katib-nas.withoutNulls" -}}
+{{- $out := dict }}
+{{- range $key, $value := . }}
+{{- if kindIs "map" $value }}
+{{- $_ := set $out $key (include "katib-nas.withoutNulls" $value | fromYaml) }}
+{{- else if not (kindIs "invalid" $value) }}
+{{- $_ := set $out $key $value }}
+{{- end }}
+{{- end }}
+{{- toYaml $out }}
 {{- end }}
 
 {{/*
