@@ -73,7 +73,9 @@ DIST ?= dist
 package: venv
 	bash ci/install-tools.sh helm
 	helm package charts/katib-nas --destination $(DIST)
+	rm -rf build  # setuptools' staging area: a stale one would ship files the package list leaves out
 	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir $(DIST) .
+	rm -rf build
 
 # The real-node tier (part of `make test`; needs root, and its tests skip without it): a one-node
 # cluster with a real kubelet and containerd, Katib v0.19.0's standalone install and the project's

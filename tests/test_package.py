@@ -9,6 +9,7 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,29 @@ def installed_venv(work: Path) -> Path:
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_package(tmp_path_factory.mktemp("dist"))
+
+
+# Where each importable package's sources live in the tree (pyproject's package-dir).
+SOURCES = {
+    "generator": ROOT / "generator",
+    "katib_nas_contract": ROOT / "images" / "contract" / "katib_nas_contract",
+    "katib_nas_trainer": ROOT / "images" / "trainer" / "katib_nas_trainer",
+    "katib_nas_keras": ROOT / "images" / "trainer" / "katib_nas_keras",
+    "katib_nas_server": ROOT / "images" / "server" / "katib_nas_server",
+}
+
+
+def test_the_wheel_ships_every_module_of_the_tree(dist: Path) -> None:
+    """A subpackage missing from pyproject's package list is missing from every non-editable install
+    (generator.local once was: the installed command could not start)."""
+    (wheel,) = dist.glob("katib_nas-*.whl")
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    modules = {
+        f"{name}/{path.relative_to(source).as_posix()}"
+        for name, source in SOURCES.items()
+        for path in source.rglob("*.py")
+    }
+    assert sorted(modules - shipped) == []
 
 
 def test_the_chart_archive_ships_the_chart_and_nothing_else(dist: Path) -> None:
