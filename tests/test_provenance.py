@@ -51,11 +51,27 @@ def replay(record: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+_TRAINED: dict[str, Path] = {}
+
+
+def trained(framework: str, factory: pytest.TempPathFactory) -> Path:
+    """A complete two-epoch trial, trained as a trial pod would be (the chart's environment set),
+    once per framework for the whole module."""
+    if framework not in _TRAINED:
+        _TRAINED[framework] = train(framework, factory.mktemp(framework), "--epochs=2", "--seed=3", env=CHART_ENV)
+    return _TRAINED[framework]
+
+
 @pytest.fixture(scope="module", params=FRAMEWORKS)
 def record(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    """A complete two-epoch trial, trained as a trial pod would be (the chart's environment set)."""
     framework = str(request.param)
-    return framework, train(framework, tmp_path_factory.mktemp(framework), "--epochs=2", "--seed=3", env=CHART_ENV)
+    return framework, trained(framework, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def pytorch_record(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One framework's record, for replay's own logic (the same whichever framework trained it)."""
+    return trained("pytorch", tmp_path_factory)
 
 
 def edit(path: Path, change: Any) -> None:
@@ -109,10 +125,8 @@ def test_replay_of_a_real_trial_is_bit_identical_on_cpu(record: tuple[str, Path]
     assert "epoch 2/2: accuracy=" in proc.stderr and "(recorded " in proc.stderr  # live progress
 
 
-def test_replay_reports_altered_metrics_as_a_mismatch(tmp_path: Path, record: tuple[str, Path]) -> None:
-    framework, root = record
-    if framework != "pytorch":
-        pytest.skip("one framework is enough: the comparison is the framework's own")
+def test_replay_reports_altered_metrics_as_a_mismatch(tmp_path: Path, pytorch_record: Path) -> None:
+    root = pytorch_record
     copied = copy(root, tmp_path)
     edit(copied / METRICS, lambda m: m.update(test_accuracy=m["test_accuracy"] - 0.001))
     proc = replay(copied)
@@ -122,12 +136,8 @@ def test_replay_reports_altered_metrics_as_a_mismatch(tmp_path: Path, record: tu
     )
 
 
-def test_replay_with_other_versions_names_them_and_applies_the_tolerance(
-    tmp_path: Path, record: tuple[str, Path]
-) -> None:
-    framework, root = record
-    if framework != "pytorch":
-        pytest.skip("one framework is enough: the comparison is the framework's own")
+def test_replay_with_other_versions_names_them_and_applies_the_tolerance(tmp_path: Path, pytorch_record: Path) -> None:
+    root = pytorch_record
     copied = copy(root, tmp_path)
     edit(copied / PROVENANCE, lambda p: p["versions"].update(torch="2.0.0"))
     within = replay(copied)
@@ -208,11 +218,9 @@ BAD_RECORDS = [
 
 @pytest.mark.parametrize(("case", "damage", "message"), BAD_RECORDS, ids=[c[0] for c in BAD_RECORDS])
 def test_a_bad_record_is_one_line_and_exit_2(
-    case: str, damage: Any, message: str, tmp_path: Path, record: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+    case: str, damage: Any, message: str, tmp_path: Path, pytorch_record: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    framework, root = record
-    if framework != "pytorch":
-        pytest.skip("the record's files are the contract's, the same for both frameworks")
+    root = pytorch_record
     copied = copy(root, tmp_path)
     target = copied.parent if damage is None else copied
     if damage is not None:
