@@ -69,10 +69,13 @@ sha256 of the values that shape a trial, for each trial's provenance (katib_nas_
 experiment and trial as rendered (toYaml of the merged values), less parallelTrialCount,
 maxTrialCount and maxFailedTrialCount. Katib freezes a running Experiment's trial template but lets
 those three change, so raising maxTrialCount leaves the digest, and the template, as they were.
+trial.image is left out too: the trial records the image it ran (KATIB_NAS_TRAINER_IMAGE and the
+pod's digest), and pinning the tag a release already uses must not change the frozen template.
 */}}
 {{- define "katib-nas.trialValuesDigest" -}}
 {{- $experiment := omit .Values.experiment "parallelTrialCount" "maxTrialCount" "maxFailedTrialCount" }}
-{{- include "katib-nas.withoutNulls" (dict "experiment" $experiment "trial" .Values.trial) | sha256sum }}
+{{- $trial := omit .Values.trial "image" }}
+{{- include "katib-nas.withoutNulls" (dict "experiment" $experiment "trial" $trial) | sha256sum }}
 {{- end }}
 
 {{/*
