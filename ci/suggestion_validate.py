@@ -7,6 +7,11 @@ array of the requests Katib's suggestion controller sends (katibcheck convert); 
 JSON array with one result per request: {"error": message} when the service refuses (an
 INVALID_ARGUMENT status, or an exception, which gRPC turns into an error status too), else {}.
 The process stays up between lines, so the service is imported once.
+
+`python ci/suggestion_validate.py SERVICE suggest` runs GetSuggestions instead, for `katibcheck
+resume`: each stdin line is {"instance": name, "request": GetSuggestionsRequest}; the named service
+instance is made on its first request, as a service process is; each answer line is
+{"reply": GetSuggestionsReply} or {"error": message}.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import sys
 
 from google.protobuf import json_format
@@ -46,6 +52,30 @@ class Context:
         self.details = details
 
 
+def suggest(module, service, api_pb2):
+    # pbt keeps its trials' checkpoints under the PVC Katib mounts at /opt/katib/data; here that is
+    # the working directory's data/, shared by the instances as the PVC is by the service's pods.
+    if hasattr(module, "_DATA_PATH"):
+        module._DATA_PATH = os.path.abspath("data")
+    instances = {}
+    for line in sys.stdin:
+        message = json.loads(line)
+        request = json_format.ParseDict(message["request"], api_pb2.GetSuggestionsRequest())
+        context = Context()
+        try:
+            if message["instance"] not in instances:
+                instances[message["instance"]] = getattr(module, CLASSES[service])()
+            reply = instances[message["instance"]].GetSuggestions(request, context)
+        except Exception as exc:  # the gRPC server answers an error status for it
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        else:
+            if context.code is not None:
+                answer = {"error": context.details or str(context.code)}
+            else:
+                answer = {"reply": json_format.MessageToDict(reply)}
+        print(json.dumps(answer), flush=True)
+
+
 def main():
     service = sys.argv[1]
     api_pb2 = importlib.import_module("pkg.apis.manager.v1beta1.python.api_pb2")
@@ -56,6 +86,8 @@ def main():
         package = f"pkg.suggestion.v1beta1.{'nas.' if service in NAS else ''}{service}"
         module = importlib.import_module(f"{package}.service")
         request_type, method = api_pb2.ValidateAlgorithmSettingsRequest, "ValidateAlgorithmSettings"
+    if sys.argv[2:] == ["suggest"]:
+        return suggest(module, service, api_pb2)
     for line in sys.stdin:
         results = []
         for raw in json.loads(line):

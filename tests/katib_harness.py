@@ -1,12 +1,14 @@
 """Katib v0.19's own code, called from the tests through ci/katibcheck (built by
 ci/install-controlplane.sh): the pod mutator its webhook applies to trial pods, the conversion of an
 Experiment into the request its suggestion services validate, the goptuna service's settings
-validation, and Go's regexp as Katib compiles metricsFormat filters."""
+validation, Go's regexp as Katib compiles metricsFormat filters, and suggestion services on a resumed
+search."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,15 +22,26 @@ class KatibRefused(Exception):
     """Katib's code returned an error for this case (its message is the exception's text)."""
 
 
-def katibcheck(command: str, cases: list[Any]) -> list[dict[str, Any]]:
-    """Run one katibcheck command on a batch of cases; one result dict per case, in order."""
+def katibcheck(
+    command: str,
+    cases: list[Any],
+    driver: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> list[dict[str, Any]]:
+    """Run one katibcheck command on a batch of cases; one result dict per case, in order. `driver`:
+    the command that runs a Python suggestion service for `resume` (in `env` and `cwd`)."""
     binary = BIN / "katibcheck"
     if not binary.is_file():
         pytest.fail(f"{binary} is missing: run `bash ci/install-controlplane.sh` first", pytrace=False)
     args = [str(binary), command]
     if command == "mutate":
         args += ["--katib-config", str(KATIB_CONFIG)]
-    proc = subprocess.run(args, input=json.dumps(cases), capture_output=True, text=True, timeout=120, check=False)
+    if driver:
+        args += ["--", *driver]
+    proc = subprocess.run(
+        args, input=json.dumps(cases), capture_output=True, text=True, timeout=600, check=False, env=env, cwd=cwd
+    )
     if proc.returncode != 0:
         raise AssertionError(f"katibcheck {command} failed ({proc.returncode}): {proc.stderr}")
     results: list[dict[str, Any]] = json.loads(proc.stdout)

@@ -181,22 +181,28 @@ def _generator_refuses(values: ChartValues, case: dict[str, Any], service: str) 
     return [f"{path}: {message}" for path, message, warning in findings if not warning]
 
 
+def service_command(service: str, *args: str, **extra_env: str) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that run ci/suggestion_validate.py in the service's own venv."""
+    python = SERVICES / service / "bin" / "python"
+    if not python.is_file():
+        pytest.fail(f"{python} is missing: run `bash ci/install-suggestion-services.sh` first", pytrace=False)
+    katib = (SERVICES / "katib").resolve()
+    if not (katib / "pkg").is_dir():  # the Katib module in Go's module cache, which `go clean` removes
+        pytest.fail(f"{katib} is missing: run `bash ci/install-suggestion-services.sh` first", pytrace=False)
+    # The service images' PYTHONPATH (cmd/suggestion/<service>/v1beta1/Dockerfile).
+    path = [katib, katib / "pkg/apis/manager/v1beta1/python", katib / "pkg/apis/manager/health/python"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(map(str, path)), PYTHONWARNINGS="ignore", **extra_env)
+    return [str(python), str(ROOT / "ci" / "suggestion_validate.py"), service, *args], env
+
+
 class PythonService:
     """One of Katib's Python suggestion services, imported once in its own venv (ci/suggestion_validate.py)."""
 
     def __init__(self, service: str, cwd: Path | None = None, **extra_env: str) -> None:
-        python = SERVICES / service / "bin" / "python"
-        if not python.is_file():
-            pytest.fail(f"{python} is missing: run `bash ci/install-suggestion-services.sh` first", pytrace=False)
-        katib = (SERVICES / "katib").resolve()
-        if not (katib / "pkg").is_dir():  # the Katib module in Go's module cache, which `go clean` removes
-            pytest.fail(f"{katib} is missing: run `bash ci/install-suggestion-services.sh` first", pytrace=False)
-        # The service images' PYTHONPATH (cmd/suggestion/<service>/v1beta1/Dockerfile).
-        path = [katib, katib / "pkg/apis/manager/v1beta1/python", katib / "pkg/apis/manager/health/python"]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(map(str, path)), PYTHONWARNINGS="ignore", **extra_env)
+        command, env = service_command(service, **extra_env)
         self.service = service
         self.proc = subprocess.Popen(
-            [str(python), str(ROOT / "ci" / "suggestion_validate.py"), service],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -5,19 +5,27 @@
 //	katibcheck convert                       Katib's Experiment -> suggestion gRPC request conversion
 //	katibcheck goptuna                       the goptuna suggestion service's ValidateAlgorithmSettings
 //	katibcheck regexp                        Go's regexp.Compile, as Katib compiles metricsFormat filters
+//	katibcheck resume [-- DRIVER ARGS...]    a suggestion service kept running and one started afresh (a
+//	                                         FromVolume restart) on the trials made so far: goptuna in this
+//	                                         process, or a Python service through DRIVER (ci/suggestion_run.py)
 //
 // Each reads a JSON array of cases and writes a JSON array of results in the same order; a case
 // Katib refuses gives {"error": "..."}, never a non-zero exit.
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"os/exec"
 	"regexp"
+	"strconv"
+	"time"
 
 	"github.com/spf13/viper"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -26,6 +34,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -47,6 +56,14 @@ import (
 
 type result struct {
 	Error  string          `json:"error,omitempty"`
+	Kept   string          `json:"kept,omitempty"`   // resume: the error of the service kept running
+	Before string          `json:"before,omitempty"` // resume: an error before the restart
+	Trials *int            `json:"trials,omitempty"` // resume: the trials the restart request carried
+	// resume: the requests the new service process needed to answer (0: none of trials+2 did), and
+	// how many of its and the kept service's suggestions repeat a trial that already ran.
+	Attempts    *int `json:"attempts,omitempty"`
+	Repeats     *int `json:"repeats,omitempty"`
+	KeptRepeats *int `json:"keptRepeats,omitempty"`
 	Groups *int            `json:"groups,omitempty"`
 	Pod    *corev1.Pod     `json:"pod,omitempty"`
 	Output json.RawMessage `json:"output,omitempty"`
@@ -54,7 +71,7 @@ type result struct {
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: katibcheck mutate|convert|goptuna|regexp [flags] < cases.json")
+		fmt.Fprintln(os.Stderr, "usage: katibcheck mutate|convert|goptuna|regexp|resume [flags] < cases.json")
 		os.Exit(2)
 	}
 	flags := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
@@ -63,7 +80,7 @@ func main() {
 	input, err := io.ReadAll(os.Stdin)
 	if err == nil {
 		var results []result
-		results, err = run(os.Args[1], *katibConfig, input)
+		results, err = run(os.Args[1], *katibConfig, flags.Args(), input)
 		if err == nil {
 			err = json.NewEncoder(os.Stdout).Encode(results)
 		}
@@ -74,8 +91,18 @@ func main() {
 	}
 }
 
-func run(command, katibConfig string, input []byte) ([]result, error) {
+func run(command, katibConfig string, driver []string, input []byte) ([]result, error) {
 	switch command {
+	case "resume":
+		quiet := flag.NewFlagSet("klog", flag.ContinueOnError) // goptuna logs every trial
+		klog.InitFlags(quiet)
+		_ = quiet.Parse([]string{"-logtostderr=false", "-stderrthreshold=FATAL"})
+		klog.SetOutput(io.Discard)
+		var cases []resumeCase
+		if err := json.Unmarshal(input, &cases); err != nil {
+			return nil, err
+		}
+		return resumeAll(cases, driver)
 	case "regexp":
 		var patterns []string
 		if err := json.Unmarshal(input, &patterns); err != nil {
@@ -246,4 +273,214 @@ func mutate(scheme *runtime.Scheme, katibConfig string, c *mutateCase) (*corev1.
 		return pod, nil
 	}
 	return injector.Mutate(pod, ns)
+}
+
+// resumeCase is one Experiment searched for Rounds rounds of Requests trials each, every trial
+// succeeding with its own objective value, before Katib restarts the search and asks for
+// RestartRequests trials (default Requests): the raised maxTrialCount, at most parallelTrialCount.
+type resumeCase struct {
+	Experiment      experimentsv1beta1.Experiment `json:"experiment"`
+	Requests        int                           `json:"requests"`
+	Rounds          int                           `json:"rounds"`
+	RestartRequests int                           `json:"restartRequests"`
+}
+
+// suggester sends GetSuggestions to the named service instance, started on its first request.
+type suggester func(instance string, request *suggestionapi.GetSuggestionsRequest) (*suggestionapi.GetSuggestionsReply, error)
+
+// resumeAll runs each case's search on one service instance, then sends the request Katib sends
+// when maxTrialCount is raised both to that instance (LongRunning keeps the service) and to a new
+// one (FromVolume starts a new service process; only the Suggestion's status and the PVC remain).
+func resumeAll(cases []resumeCase, driver []string) ([]result, error) {
+	suggest, stop, err := newSuggester(driver)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	out := make([]result, len(cases))
+	for i := range cases {
+		out[i], err = resume(&cases[i], fmt.Sprintf("%d-kept", i), fmt.Sprintf("%d-fresh", i), suggest)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func resume(c *resumeCase, kept, fresh string, suggest suggester) (result, error) {
+	exp := c.Experiment.DeepCopy()
+	exp.SetDefault() // Katib's defaulting webhook: the metric strategies the observations are read by
+	var trials []trialsv1beta1.Trial
+	var status []commonv1beta1.AlgorithmSetting // the Suggestion's status.algorithmSettings
+	request := func(count int) *suggestionapi.GetSuggestionsRequest {
+		// As SyncAssignments builds it: the Suggestion's algorithm settings over the Experiment's.
+		filled := exp.DeepCopy()
+		for _, s := range status {
+			filled.Spec.Algorithm.AlgorithmSettings = setSetting(filled.Spec.Algorithm.AlgorithmSettings, s.Name, s.Value)
+		}
+		client := &suggestionclient.General{}
+		return &suggestionapi.GetSuggestionsRequest{
+			Experiment:           client.ConvertExperiment(filled),
+			Trials:               client.ConvertTrials(trials),
+			CurrentRequestNumber: int32(count),
+			TotalRequestNumber:   int32(len(trials) + count),
+		}
+	}
+	for round := 0; round < c.Rounds; round++ {
+		reply, err := ask(suggest, kept, request(c.Requests))
+		if err != nil {
+			return result{Before: fmt.Sprintf("round %d: %v", round, err)}, nil
+		}
+		for _, a := range reply.ParameterAssignments {
+			name := a.TrialName
+			if name == "" { // Katib names it <suggestion>-<8 random characters>
+				name = fmt.Sprintf("%s-%08d", exp.Name, len(trials))
+			}
+			trials = append(trials, succeededTrial(exp, name, a, len(trials)))
+		}
+		for _, s := range reply.GetAlgorithm().GetAlgorithmSettings() { // updateAlgorithmSettings
+			status = setSetting(status, s.Name, s.Value)
+		}
+	}
+	n := len(trials)
+	out := result{Trials: &n}
+	if c.RestartRequests == 0 {
+		c.RestartRequests = c.Requests
+	}
+	restart := request(c.RestartRequests)
+	ran := map[string]bool{}
+	for _, t := range trials {
+		ran[fmt.Sprint(t.Spec.ParameterAssignments)] = true
+	}
+	repeats := func(reply *suggestionapi.GetSuggestionsReply) *int {
+		n := 0
+		for _, a := range reply.ParameterAssignments {
+			if ran[fmt.Sprint(succeededTrial(exp, "", a, 0).Spec.ParameterAssignments)] {
+				n++
+			}
+		}
+		return &n
+	}
+	if reply, err := ask(suggest, kept, restart); err != nil {
+		out.Kept = err.Error()
+	} else {
+		out.KeptRepeats = repeats(reply)
+	}
+	// Katib's suggestion controller sends a failed request again, the same, to the same process
+	// (the reconciler's error requeues it, waiting longer each time); only a failed settings
+	// validation fails the Suggestion.
+	attempts := 0
+	for attempt := 1; attempt <= len(trials)+2; attempt++ {
+		reply, err := ask(suggest, fresh, restart)
+		if err == nil {
+			attempts, out.Repeats = attempt, repeats(reply)
+			break
+		}
+		if attempt == 1 {
+			out.Error = err.Error()
+		}
+	}
+	out.Attempts = &attempts
+	return out, nil
+}
+
+// ask sends the request and fails the reply as SyncAssignments does.
+func ask(suggest suggester, instance string, request *suggestionapi.GetSuggestionsRequest) (*suggestionapi.GetSuggestionsReply, error) {
+	reply, err := suggest(instance, request)
+	if err == nil && len(reply.GetParameterAssignments()) != int(request.CurrentRequestNumber) {
+		err = fmt.Errorf("The response contains unexpected trials")
+	}
+	return reply, err
+}
+
+func setSetting(settings []commonv1beta1.AlgorithmSetting, name, value string) []commonv1beta1.AlgorithmSetting {
+	for i := range settings {
+		if settings[i].Name == name {
+			settings[i].Value = value
+			return settings
+		}
+	}
+	return append(settings, commonv1beta1.AlgorithmSetting{Name: name, Value: value})
+}
+
+// succeededTrial is the Trial Katib's controllers make for one suggested assignment, after it
+// succeeded with an objective value of its own (every metric reported once).
+func succeededTrial(
+	exp *experimentsv1beta1.Experiment, name string, a *suggestionapi.GetSuggestionsReply_ParameterAssignments, index int,
+) trialsv1beta1.Trial {
+	t := trialsv1beta1.Trial{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: exp.Namespace, Labels: util.TrialLabels(exp)}}
+	t.Spec.Objective = exp.Spec.Objective
+	t.Spec.Labels = a.Labels
+	for _, pa := range a.Assignments {
+		t.Spec.ParameterAssignments = append(t.Spec.ParameterAssignments, commonv1beta1.ParameterAssignment{Name: pa.Name, Value: pa.Value})
+	}
+	value := strconv.FormatFloat(0.5+0.4*math.Sin(float64(index+1)), 'f', 4, 64)
+	observation := &commonv1beta1.Observation{}
+	for _, metric := range append([]string{exp.Spec.Objective.ObjectiveMetricName}, exp.Spec.Objective.AdditionalMetricNames...) {
+		observation.Metrics = append(observation.Metrics, commonv1beta1.Metric{Name: metric, Min: value, Max: value, Latest: value})
+	}
+	t.Status.Observation = observation
+	start := metav1.NewTime(time.Date(2026, 1, 1, 0, index, 0, 0, time.UTC))
+	end := metav1.NewTime(start.Add(time.Minute))
+	t.Status.StartTime, t.Status.CompletionTime = &start, &end
+	t.Status.Conditions = []trialsv1beta1.TrialCondition{{Type: trialsv1beta1.TrialSucceeded, Status: corev1.ConditionTrue}}
+	return t
+}
+
+// newSuggester serves goptuna in this process, or talks to a Python service driver: one JSON line
+// {"instance", "request"} out, one line {"reply"} or {"error"} back.
+func newSuggester(driver []string) (suggester, func(), error) {
+	if len(driver) == 0 {
+		services := map[string]*goptuna.SuggestionService{}
+		return func(instance string, request *suggestionapi.GetSuggestionsRequest) (*suggestionapi.GetSuggestionsReply, error) {
+			if services[instance] == nil {
+				services[instance] = goptuna.NewSuggestionService()
+			}
+			return services[instance].GetSuggestions(context.Background(), request)
+		}, func() {}, nil
+	}
+	cmd := exec.Command(driver[0], driver[1:]...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	lines := bufio.NewReader(stdout)
+	stop := func() { _ = stdin.Close(); _ = cmd.Wait() }
+	return func(instance string, request *suggestionapi.GetSuggestionsRequest) (*suggestionapi.GetSuggestionsReply, error) {
+		raw, err := protojson.Marshal(request)
+		if err != nil {
+			return nil, err
+		}
+		line, err := json.Marshal(map[string]any{"instance": instance, "request": json.RawMessage(raw)})
+		if err != nil {
+			return nil, err
+		}
+		if _, err := stdin.Write(append(line, '\n')); err != nil {
+			return nil, fmt.Errorf("driver: %w", err)
+		}
+		answer, err := lines.ReadBytes('\n')
+		if err != nil {
+			return nil, fmt.Errorf("driver ended: %w", err)
+		}
+		var got struct {
+			Reply json.RawMessage `json:"reply"`
+			Error string          `json:"error"`
+		}
+		if err := json.Unmarshal(answer, &got); err != nil {
+			return nil, err
+		}
+		if got.Error != "" {
+			return nil, fmt.Errorf("%s", got.Error)
+		}
+		reply := &suggestionapi.GetSuggestionsReply{}
+		return reply, protojson.Unmarshal(got.Reply, reply)
+	}, stop, nil
 }
