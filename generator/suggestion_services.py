@@ -177,6 +177,33 @@ IGNORES_UNKNOWN = {
     "darts": "does not know {name!r} and hands it to the trial unchecked; it knows {known}",
 }
 
+# A resumed search with resumePolicy FromVolume: Katib deletes the suggestion Deployment when the
+# Experiment finishes and, once maxTrialCount is raised, starts a new service process whose first
+# GetSuggestions carries every trial so far; a failed request is sent again, unchanged, after a
+# longer wait each time (only a failed settings validation fails the Suggestion). What the new
+# process of each service that cannot take those trials does, for every algorithm it serves
+# (tests/test_resume_services.py runs each service so). The others take the trials as their own;
+# hyperopt's tpe answers one trial short on the first request and in full on the second.
+RESUME_FAILURES = {
+    "optuna": "refuses each trial it did not ask for, one request at a time, then searches as if none had run",
+    "goptuna": "refuses the trials it did not sample on every request, so no trial ever starts",
+    "pbt": "refuses the trials of a population it did not make on every request, so no trial ever starts",
+}
+
+
+def check_resume(e: Experiment, services: dict[str, str] | None, explicit: bool) -> Iterator[tuple[str, str]]:
+    """resumePolicy FromVolume where the cluster's service for the algorithm cannot resume from it;
+    `explicit`: the values file sets resumePolicy (else it is the chart's default)."""
+    service = (KATIB_V019_SERVICES if services is None else services).get(e.algorithm.algorithmName)
+    if e.resumePolicy != "FromVolume" or service not in RESUME_FAILURES:
+        return
+    chosen = "" if explicit else " (the chart's default)"
+    yield (
+        "experiment.resumePolicy",
+        f"FromVolume{chosen}: Katib's {service} service keeps its state in memory: a resumed search fails (a new "
+        f"service process {RESUME_FAILURES[service]}); use LongRunning, which keeps the service running, or Never",
+    )
+
 
 def check_algorithm_settings(e: Experiment, services: dict[str, str] | None = None) -> Iterator[Finding]:
     """Findings for the Experiment's algorithm settings as the cluster's suggestion service judges them."""

@@ -15,7 +15,7 @@ from .checks_search import check_search
 from .errors import Problem, ProfileError
 from .models import ChartValues, ClusterProfile
 from .profiles import load_profile
-from .suggestion_services import check_algorithm_settings
+from .suggestion_services import check_algorithm_settings, check_resume
 from .yamlio import coalesce, dropped_defaults, load_values_file, validation_problems
 
 DEFAULT_RELEASE = "nas"
@@ -108,6 +108,9 @@ def validate_data(
     report.profile = profile
     settings = check_algorithm_settings(values.experiment, profile.suggestionServices)
     report.problems += [Problem(source, path, msg, warning) for path, msg, warning in settings]
+    explicit = "resumePolicy" in (data.get("experiment") or {})
+    resume = check_resume(values.experiment, profile.suggestionServices, explicit)
+    report.problems += [Problem(source, path, msg) for path, msg in resume]
     findings, report.trials_at_once = check_resources(values, profile)
     report.problems += [Problem(source, path, msg, warning) for path, msg, warning in findings]
     return report

@@ -1,0 +1,181 @@
+"""A resumed search (resumePolicy FromVolume) against Katib v0.19's suggestion services themselves.
+
+When the Experiment finishes, Katib deletes the suggestion Deployment; once maxTrialCount is raised it
+starts a new service process whose first GetSuggestions request carries every trial so far, and
+sends a failed request again, unchanged, until it is answered. `katibcheck resume` runs each case's
+search on one service instance, then sends the request of the restart, built by Katib's suggestion
+client, both to that instance (LongRunning keeps the service) and, as often as Katib would, to a
+new one: goptuna's service in katibcheck itself, the Python services' own code in their venvs
+(ci/suggestion_validate.py SERVICE suggest). The generator must refuse FromVolume for exactly the
+services whose new process fails the search.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from generator.models import Experiment
+from generator.profiles import load_profile
+from generator.suggestion_services import RESUME_FAILURES, SERVICE_ALGORITHMS, check_resume
+from generator.validate import validate_data
+
+from .conftest import ROOT
+from .katib_harness import katibcheck
+from .test_suggestion_services import SERVICES, service_command
+
+# Katib's own example Experiment for each algorithm (examples/v1beta1 in the Katib module).
+EXAMPLES = {
+    "random": "hp-tuning/random.yaml",
+    "tpe": "hp-tuning/tpe.yaml",
+    "grid": "hp-tuning/grid.yaml",
+    "cmaes": "hp-tuning/cma-es.yaml",
+    "sobol": "hp-tuning/sobol.yaml",
+    "multivariate-tpe": "hp-tuning/multivariate-tpe.yaml",
+    "bayesianoptimization": "hp-tuning/bayesian-optimization.yaml",
+    "hyperband": "hp-tuning/hyperband.yaml",
+    "pbt": "hp-tuning/simple-pbt.yaml",
+    "enas": "nas/enas-cpu.yaml",
+    "darts": "nas/darts-cpu.yaml",
+}
+# Trials asked for in each round before the restart, and the rounds: two or more trials, so that a
+# process needing one refused request per trial (trials + 1 in all) differs from one needing two.
+REQUESTS = (2, 3)
+ROUNDS = (1, 2)
+
+
+def _example(algorithm: str, service: str) -> dict[str, Any]:
+    experiment: dict[str, Any] = yaml.safe_load(
+        (SERVICES / "katib" / "examples" / "v1beta1" / EXAMPLES[algorithm]).read_text()
+    )
+    spec = experiment["spec"]
+    spec["algorithm"]["algorithmName"] = algorithm
+    if service in ("optuna", "goptuna") and algorithm != "cmaes":  # the examples' settings are hyperopt's
+        spec["algorithm"].pop("algorithmSettings", None)
+    return experiment
+
+
+def cases(service: str) -> list[dict[str, Any]]:
+    out = []
+    for algorithm in SERVICE_ALGORITHMS[service]:
+        experiment = _example(algorithm, service)
+        if service == "hyperband":
+            # Katib's hyperband answers a later request with the top ceil(n/eta) of the bracket before:
+            # 4 trials at eta 2, then 1 trial on a budget of 2 epochs (its state is in the request).
+            spec = experiment["spec"]
+            spec["algorithm"]["algorithmSettings"] = [
+                {"name": "resource_name", "value": "num-epochs"},
+                {"name": "eta", "value": "2"},
+                {"name": "r_l", "value": "4"},
+            ]
+            spec["parameters"][2]["feasibleSpace"]["max"] = "4"
+            out.append({"experiment": experiment, "requests": 4, "rounds": 1, "restartRequests": 1})
+            continue
+        # darts answers only its process's first request (its GetSuggestions sets num_layers then).
+        for rounds in (1,) if service == "darts" else ROUNDS:
+            out += [{"experiment": experiment, "requests": n, "rounds": rounds} for n in REQUESTS]
+    return out
+
+
+def fails(result: dict[str, Any]) -> bool:
+    """Whether the new process fails the resumed search: it never answers, or answers only after
+    refusing one request per trial, having dropped each (Katib waits longer before every retry)."""
+    trials, attempts = result["trials"], result["attempts"]
+    # Every outcome seen: at once, after one refusal (hyperopt's tpe), after one per trial, never.
+    assert attempts in (0, 1, 2, trials + 1), result
+    return attempts in (0, trials + 1)
+
+
+def _refused(service: str, algorithm: str) -> list[str]:
+    e = Experiment.model_validate({"algorithm": {"algorithmName": algorithm}, "resumePolicy": "FromVolume"})
+    return [message for _, message in check_resume(e, {algorithm: service}, explicit=True)]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_ALGORITHMS))
+def test_the_generator_refuses_fromvolume_for_exactly_the_services_a_restart_breaks(
+    service: str, tmp_path: Path
+) -> None:
+    batch = cases(service)
+    if service == "goptuna":
+        results = katibcheck("resume", batch)
+    else:
+        # enas imports TensorFlow (quietened) and keeps its controller's cache in the working
+        # directory; pbt its trials' checkpoints under data/ there (the PVC, in a cluster).
+        driver, env = service_command(service, "suggest", TF_CPP_MIN_LOG_LEVEL="3")
+        results = katibcheck("resume", batch, driver, env, tmp_path)
+    seen = {}
+    for case, result in zip(batch, results, strict=True):
+        algorithm = case["experiment"]["spec"]["algorithm"]["algorithmName"]
+        assert "before" not in result, (service, case, result)
+        # The service kept running answers, except darts past its first request.
+        assert ("kept" in result) == (service == "darts"), (service, algorithm, result)
+        broken = fails(result)
+        refused = _refused(service, algorithm)
+        assert bool(refused) == broken, (service, algorithm, result, refused)
+        seen[algorithm, broken] = result.get("error", "answered at once")[:100]
+    print(f"\n{service}: {len(batch)} resumed searches: {seen}")
+
+
+def test_a_refusal_names_the_service_the_reason_and_the_fix() -> None:
+    (message,) = _refused("optuna", "grid")
+    assert message == (
+        "FromVolume: Katib's optuna service keeps its state in memory: a resumed search fails (a new service "
+        f"process {RESUME_FAILURES['optuna']}); use LongRunning, which keeps the service running, or Never"
+    )
+
+
+GRID = {
+    "algorithm": {"algorithmName": "grid"},
+    "maxTrialCount": 4,
+    "parameters": [
+        {"name": "units", "parameterType": "categorical", "feasibleSpace": {"list": ["64", "128"]}},
+        {"name": "lr", "parameterType": "discrete", "feasibleSpace": {"list": ["0.01", "0.1"]}},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("experiment", "services", "expected"),
+    [
+        (GRID, None, "FromVolume (the chart's default): Katib's optuna service"),
+        ({**GRID, "resumePolicy": "FromVolume"}, None, "FromVolume: Katib's optuna service"),
+        ({**GRID, "resumePolicy": "LongRunning"}, None, None),
+        ({**GRID, "resumePolicy": "Never"}, None, None),
+        # The judgement follows the cluster's katib-config, not the algorithm's name.
+        ({"algorithm": {"algorithmName": "tpe"}}, None, None),
+        (
+            {"algorithm": {"algorithmName": "tpe"}},
+            {"tpe": "optuna"},
+            "FromVolume (the chart's default): Katib's optuna",
+        ),
+        (
+            {"algorithm": {"algorithmName": "random"}},
+            {"random": "goptuna"},
+            "FromVolume (the chart's default): Katib's goptuna",
+        ),
+        ({**GRID, "resumePolicy": "FromVolume"}, {"grid": "hyperopt"}, None),
+    ],
+)
+def test_validate_refuses_fromvolume_in_one_line_per_the_clusters_services(
+    experiment: dict[str, Any], services: dict[str, str] | None, expected: str | None
+) -> None:
+    data = yaml.safe_load((ROOT / "values" / "microk8s.yaml").read_text())
+    data["experiment"] = {**data["experiment"], **copy.deepcopy(experiment)}
+    profile = load_profile("microk8s", None).model_copy(update={"suggestionServices": services})
+    report = validate_data(data, "v.yaml", profile=profile)
+    lines = [str(p) for p in report.problems if p.path == "experiment.resumePolicy"]
+    assert len(lines) == (expected is not None), lines
+    if expected is not None:
+        assert lines[0].startswith(f"v.yaml: experiment.resumePolicy: {expected}"), lines
+        assert lines[0].endswith("use LongRunning, which keeps the service running, or Never"), lines
+
+
+@pytest.mark.parametrize("path", [*sorted((ROOT / "values").glob("*.yaml")), ROOT / "ci" / "realnode-values.yaml"])
+def test_the_repositorys_values_files_resume_as_their_service_can(path: Path) -> None:
+    from generator.validate import validate_file
+
+    assert [str(p) for p in validate_file(path).problems if p.path == "experiment.resumePolicy"] == []
