@@ -146,6 +146,7 @@ def test_a_local_run_trains_with_the_keras_trainer(tmp_path: Path) -> None:
         "maxTrialCount": 2,
         "maxFailedTrialCount": 1,
         "algorithm": {"algorithmName": "grid", "algorithmSettings": [{"name": "random_state", "value": "1"}]},
+        "resumePolicy": "LongRunning",  # Katib's grid (optuna) cannot resume FromVolume
         "parameters": [{"name": "lr", "parameterType": "categorical", "feasibleSpace": {"list": ["0.005", "0.01"]}}],
         "earlyStopping": {"enabled": False},
     }

@@ -331,6 +331,8 @@ def search_spaces(draw: st.DrawFn) -> dict[str, Any]:
     return {
         **named,
         "algorithm": {"algorithmName": algorithm},
+        # Katib's grid (its optuna service) cannot resume FromVolume, which validate refuses.
+        **({"resumePolicy": "LongRunning"} if algorithm == "grid" else {}),
         "parameters": parameters,
         "parallelTrialCount": draw(st.integers(1, min(4, max_trials))),
         "maxTrialCount": max_trials,

@@ -47,6 +47,8 @@ SEARCH: dict[str, Any] = {
     "maxTrialCount": 4,
     "maxFailedTrialCount": 1,
     "algorithm": {"algorithmName": "grid", "algorithmSettings": [{"name": "random_state", "value": "1"}]},
+    # Katib's grid (its optuna service) cannot resume FromVolume; the same file must validate here.
+    "resumePolicy": "LongRunning",
     "parameters": [
         {
             "name": "lr",

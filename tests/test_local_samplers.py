@@ -111,6 +111,7 @@ def test_a_local_run_follows_the_profiles_suggestion_services(tmp_path: Path) ->
         "algorithmName": "tpe",
         "algorithmSettings": [{"name": "n_startup_trials", "value": "5"}, {"name": "random_state", "value": "3"}],
     }
+    data["experiment"]["resumePolicy"] = "LongRunning"  # Optuna's service cannot resume FromVolume
     values = tmp_path / "values.yaml"
     values.write_text(yaml.safe_dump(data))
     report = validate_file(values)
