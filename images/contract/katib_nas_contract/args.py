@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .flags import SEARCH_FLAGS, Spec
+from .gpu_memory import ENV as GPU_MEMORY_ENV
 from .record import DATASETS_DIR
 from .stopping import RULES, Rule
 
 _COUNT = Spec("int", 1, 1, 10000)
 _ETA = Spec("int", 3, 2, 100)
+_MIB = Spec("int", 0, 1, 2**24)
 
 
 class Parser(argparse.ArgumentParser):
@@ -79,6 +81,11 @@ def build_parser(prog: str, description: str | None = None) -> Parser:
     parser.add_argument("--metrics-file", type=Path, help="also append the metric lines here (Katib File collector)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: the CPUs this pod may use)")
+    parser.add_argument(
+        "--gpu-memory-mib",
+        type=typed("gpu-memory-mib", _MIB),
+        help=f"most GPU memory this trial's framework may take, in MiB (default: ${GPU_MEMORY_ENV}, else no cap)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="one tiny batch end to end; writes no record")
     stopping = parser.add_argument_group("early stopping across trials (reads the other trials' curves)")
     stopping.add_argument("--early-stopping", choices=RULES, default="none", help="rule (default: none)")

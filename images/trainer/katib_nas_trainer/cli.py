@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from katib_nas_contract import trainer_cli
 
-from .train import configure, make_trainer
+from .train import configure, make_trainer, out_of_memory
 
 PROG = "katib-nas-trainer"
-FRAMEWORK = trainer_cli.Framework(PROG, __doc__, configure, make_trainer)
+FRAMEWORK = trainer_cli.Framework(PROG, __doc__, configure, make_trainer, out_of_memory)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from katib_nas_contract import gpu_memory
 from katib_nas_contract.datasets import Arrays
 from katib_nas_contract.files import atomic_write
 from katib_nas_contract.trial import Run, StopFlag
@@ -180,12 +181,22 @@ class TorchTrainer:
         return float(np.abs(onnx_logits - torch_logits).max())
 
 
-def configure(threads: int, requested: str, seed: int) -> str:
-    """Threads, device and seeds; returns the device used."""
+def configure(threads: int, requested: str, seed: int, gpu_memory_mib: int | None = None) -> str:
+    """Threads, device, the GPU memory cap and seeds; returns the device used."""
     torch.set_num_threads(threads)
     device = pick_device(requested)
+    if device.type == "cuda" and gpu_memory_mib is not None:
+        # The caching allocator refuses (OutOfMemoryError) past this share of the card; time-sliced
+        # trials on the same card each see all of it, so each keeps to its own budget.
+        index = torch.cuda.current_device()
+        total = torch.cuda.get_device_properties(index).total_memory
+        torch.cuda.set_per_process_memory_fraction(gpu_memory.fraction(gpu_memory_mib, total), index)
     seed_everything(seed, device)
     return device.type
+
+
+def out_of_memory() -> tuple[type[BaseException], ...]:
+    return (torch.cuda.OutOfMemoryError,)
 
 
 def make_trainer(run: Run, arrays: Arrays, device: str) -> TorchTrainer:
