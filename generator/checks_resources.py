@@ -66,13 +66,18 @@ class Workload:
     replicas: int = 1
 
 
+def advertised_gpus(group: NodeGroup) -> int:
+    """GPUs the device plugin advertises on a node: each physical GPU as gpuReplicas time-slices."""
+    return group.gpus * group.gpuReplicas
+
+
 def _allocatable(profile: ClusterProfile) -> list[Node]:
     nodes = []
     for group in profile.nodes:
         cpu = parse_quantity(group.cpu) - parse_quantity(profile.systemReserved.cpu)
         memory = parse_quantity(group.memory) - parse_quantity(profile.systemReserved.memory)
         for i in range(group.count):
-            nodes.append(Node(group, i + 1, cpu, memory, group.gpus))
+            nodes.append(Node(group, i + 1, cpu, memory, advertised_gpus(group)))
     return nodes
 
 
@@ -198,6 +203,7 @@ def _findings(
 ) -> list[Finding]:
     return [
         *_fit(values, profile, workloads, trial),
+        *_gpu_sharing(values, profile, trial),
         *_parallelism(values, profile, trial, capacity, placed),
         *_storage(values, profile, _allocatable(profile), workloads),
         *_kserve(values, profile),
@@ -206,7 +212,8 @@ def _findings(
 
 def _fit(values: ChartValues, profile: ClusterProfile, workloads: list[Workload], trial: Workload) -> Iterator[Finding]:
     nodes = _allocatable(profile)
-    max_gpus = max(g.gpus for g in profile.nodes)
+    max_gpus = max(advertised_gpus(g) for g in profile.nodes)
+    shared = any(g.gpuReplicas > 1 for g in profile.nodes if g.gpus)
     sidecar = _sidecar(values, profile)
 
     # GPUs
@@ -218,10 +225,11 @@ def _fit(values: ChartValues, profile: ClusterProfile, workloads: list[Workload]
                 False,
             )
         elif w.demand.gpus > max_gpus:
+            how = "time-sliced GPUs advertised" if shared else "(GPUs cannot be shared)"
             yield (
                 f"{w.path}.resources.limits.{profile.gpuResourceName}",
                 f"{w.demand.gpus} GPUs per pod but the largest node of profile {profile.name} has {max_gpus} "
-                f"(GPUs cannot be shared); request at most {max_gpus}",
+                f"{how}; request at most {max_gpus}",
                 False,
             )
     if max_gpus and not trial.demand.gpus:
@@ -264,6 +272,63 @@ def _fit(values: ChartValues, profile: ClusterProfile, workloads: list[Workload]
                 f"{w.label} asks for {format_cpu(w.demand.cpu)} CPU and {format_memory(w.demand.memory)}{extra}, "
                 f"but the largest node ({best.name}) has {format_cpu(best.cpu)} CPU and "
                 f"{format_memory(best.memory)} allocatable after system reserve; lower the requests",
+                False,
+            )
+
+
+def _gpu_sharing(values: ChartValues, profile: ClusterProfile, trial: Workload) -> Iterator[Finding]:
+    """The trial's GPU memory budget against each GPU node group it may land on: a time-sliced card's
+    memory is not divided by the device plugin, so the trials on it must keep to their share."""
+    budget = values.trial.gpuMemoryMiB
+    if not trial.demand.gpus:  # on a GPU profile that is an error of its own (_fit)
+        if budget is not None and not any(g.gpus for g in profile.nodes):
+            yield (
+                "trial.gpuMemoryMiB",
+                f"{budget} MiB GPU budget but profile {profile.name} has no GPUs, so it caps nothing; remove it",
+                True,
+            )
+        return
+    groups = {n.group.name: n.group for n in _allocatable(profile) if eligible(n, trial) and n.group.gpus}
+    for group in groups.values():
+        replicas = group.gpuReplicas
+        card = int(parse_quantity(group.gpuMemory) / 2**20) if group.gpuMemory else None
+        share = card // replicas if card is not None else None
+        where = f"node group {group.name} of profile {profile.name}"
+        sliced = f"time-sliced {replicas} ways" if replicas > 1 else "one trial per card"
+        if replicas > 1 and trial.demand.gpus > 1:
+            fails = group.gpuFailRequestsGreaterThanOne
+            yield (
+                f"trial.resources.limits.{profile.gpuResourceName}",
+                f"{trial.demand.gpus} time-sliced GPUs per trial on {where}: "
+                + (
+                    "its device plugin sets failRequestsGreaterThanOne, so the trial pods fail to start"
+                    if fails
+                    else "they may be slices of one card, no faster than one, and the trainer uses one device"
+                )
+                + f"; request {profile.gpuResourceName}: 1",
+                not fails,
+            )
+        if budget is None:
+            if replicas > 1:
+                most = f"{share}" if share is not None else "the card's memory divided by the replicas"
+                yield (
+                    "trial.gpuMemoryMiB",
+                    f"unset while {where} shares each GPU {replicas} ways: nothing divides a card's memory between "
+                    f"its trials, so one can take it all and fail the others out of memory; set it to at most {most}",
+                    True,
+                )
+        elif share is None and replicas > 1:  # a whole card's budget is a cap the trainer can check itself
+            yield (
+                "trial.gpuMemoryMiB",
+                f"cannot be checked: {where} does not give its GPUs' memory; set gpuMemory in the profile "
+                "(`katib-nas profile detect` reads gpu-feature-discovery's nvidia.com/gpu.memory label)",
+                True,
+            )
+        elif share is not None and budget > share:
+            fix = f"set it to at most {share}" + (", or lower the device plugin's replicas" if replicas > 1 else "")
+            yield (
+                "trial.gpuMemoryMiB",
+                f"{budget} MiB per trial but {where} has {card} MiB GPUs, {sliced}: {share} MiB each; {fix}",
                 False,
             )
 

@@ -7,13 +7,14 @@ from typing import Any
 
 import yaml
 
+from .device_plugin import SHARED_RESOURCE, Sharing, node_gpus, plugin_configs
 from .errors import ProfileError
 from .kube import api_client, cluster_error
 from .models import ClusterProfile, KServeSupport, NodeGroup, Reserve, StorageProfile, Taint
 from .quantity import parse_quantity
 from .suggestion_services import service_of_image
 
-GPU_RESOURCE = "nvidia.com/gpu"
+GPU_RESOURCE = "nvidia.com/gpu"  # the device plugin's; SHARED_RESOURCE when it renames time-sliced GPUs
 KATIB_CONFIG_MAP = "katib-config"
 # Labels that say what a node is; the rest (hostnames, instance ids) would split identical nodes.
 KEPT_LABELS = (
@@ -41,11 +42,13 @@ def profile_from_cluster(
     api_groups: list[str],
     kubernetes_version: str,
     suggestion_services: dict[str, str] | None = None,
+    plugin_sharing: dict[str, Sharing] | None = None,
 ) -> ClusterProfile:
-    """Build a profile from the kubernetes client's V1Node and V1StorageClass objects.
+    """Build a profile from the kubernetes client's V1Node and V1StorageClass objects, and the NVIDIA
+    device plugin's config files (device_plugin.plugin_configs).
 
-    Nodes with the same shape (capacity, GPUs, kept labels, taints) become one group. The system
-    reserve is what each node's capacity holds back from allocatable, the kubelet's own figure.
+    Nodes with the same shape (capacity, GPUs and their sharing, kept labels, taints) become one group.
+    The system reserve is what each node's capacity holds back from allocatable, the kubelet's own figure.
     """
     if not nodes:
         raise ProfileError("the cluster has no nodes; check the kubeconfig context")
@@ -61,11 +64,11 @@ def profile_from_cluster(
             if t.effect in ("NoSchedule", "PreferNoSchedule", "NoExecute")
         ]
         kept = {k: v for k, v in sorted(labels.items()) if k in KEPT_LABELS}
-        gpus = int(capacity.get(GPU_RESOURCE, "0"))
+        gpu = node_gpus(labels, capacity, plugin_sharing or {})
         key = (
             capacity.get("cpu"),
             capacity.get("memory"),
-            gpus,
+            gpu,
             tuple(kept.items()),
             tuple((t.key, t.value, t.effect) for t in taints),
         )
@@ -78,7 +81,11 @@ def profile_from_cluster(
             "count": 1,
             "cpu": str(capacity.get("cpu", "0")),
             "memory": str(capacity.get("memory", "0")),
-            "gpus": gpus,
+            "gpus": gpu.gpus,
+            "gpuMemory": f"{gpu.memory_mib}Mi" if gpu.memory_mib else None,
+            "gpuReplicas": gpu.sharing.replicas,
+            "gpuFailRequestsGreaterThanOne": gpu.sharing.fail_requests_greater_than_one,
+            "renamed": gpu.sharing.renamed,
             "labels": kept,
             "taints": taints,
         }
@@ -93,11 +100,13 @@ def profile_from_cluster(
         if any(p in str(getattr(sc, "provisioner", "")).lower() for p in RWX_PROVISIONERS):
             modes.append("ReadWriteMany")
     kserve = "serving.kserve.io" in api_groups
+    renamed = any([g.pop("renamed") for g in groups.values()])  # a list: every group loses the key
     return ClusterProfile(
         name=name,
         description="Detected by `katib-nas profile detect`; review the reserve and storage before use.",
         kubernetesVersion=kubernetes_version,
         nodes=[NodeGroup(**g) for g in groups.values()],
+        gpuResourceName=SHARED_RESOURCE if renamed else GPU_RESOURCE,
         systemReserved=Reserve(cpu=reserve_cpu, memory=reserve_mem),
         gpuRuntimeClassName="nvidia" if any(g["gpus"] for g in groups.values()) else None,
         storage=StorageProfile(accessModes=sorted(set(modes)), storageClassName=default_class),  # type: ignore[arg-type]
@@ -148,9 +157,11 @@ def detect(name: str, kubeconfig: str | None = None, context: str | None = None)
         groups = [g.name for g in client.ApisApi(api).get_api_versions().groups]
         version = client.VersionApi(api).get_code()
         katib_config = _katib_config(client.CoreV1Api(api))
+        sharing = plugin_configs(client.CoreV1Api(api).list_config_map_for_all_namespaces().items)
     except Exception as exc:
         raise cluster_error(exc) from None
     services = suggestion_services(katib_config) if katib_config else None
+    version_text = f"{version.major}.{version.minor.rstrip('+')}"
     return profile_from_cluster(
-        name, nodes, classes, groups, f"{version.major}.{version.minor.rstrip('+')}", suggestion_services=services
+        name, nodes, classes, groups, version_text, suggestion_services=services, plugin_sharing=sharing
     )

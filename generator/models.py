@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from katib_nas_contract.flags import TRAINERS
 
+from .quantity import parse_quantity
+
 AccessMode = Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod", "ReadOnlyMany"]
 # A search-space bound as a user writes it: Katib wants strings, YAML users write numbers.
 Scalar = str | int | float
@@ -274,6 +276,13 @@ class Trial(Scheduling):
     )
     env: list[KubeObject] = Field(default_factory=list, description="Extra environment variables for the trainer.")
     runtimeClassName: str = Field("", description="RuntimeClass for trial pods (k3s GPU nodes need `nvidia`).")
+    gpuMemoryMiB: int | None = Field(
+        None,
+        ge=1,
+        description="(int) GPU memory budget of one trial, in MiB: the trainer caps its framework's allocator to it "
+        "(env KATIB_NAS_GPU_MEMORY_MIB) and an out-of-memory trial fails with one line. Set it where the device "
+        "plugin time-slices GPUs: `katib-nas validate` checks it against the card's memory divided by the replicas.",
+    )
     backoffLimit: int = Field(
         1, ge=0, description="Pod retries of a trial Job; the trainer resumes from its checkpoint."
     )
@@ -537,10 +546,33 @@ class NodeGroup(StrictModel):
     count: int = Field(1, ge=1, description="Nodes in the group.")
     cpu: str = Field(description="CPU capacity per node (Kubernetes quantity).")
     memory: str = Field(description="Memory capacity per node (Kubernetes quantity).")
-    gpus: int = Field(0, ge=0, description="Whole GPUs per node (not shareable).")
-    gpuMemory: str | None = Field(None, description="Memory per GPU.")
+    gpus: int = Field(0, ge=0, description="Physical GPUs per node.")
+    gpuMemory: str | None = Field(
+        None,
+        description="Memory of each GPU (Kubernetes quantity: 8Gi, 7982Mi); validate checks trial.gpuMemoryMiB "
+        "against it divided by gpuReplicas.",
+    )
+    gpuReplicas: int = Field(
+        1,
+        ge=1,
+        description="Time-slicing replicas per GPU: the NVIDIA device plugin advertises each GPU as this many "
+        "(its config's sharing.timeSlicing.resources[].replicas), so this many trials share one card. 1: GPUs are "
+        "handed out whole.",
+    )
+    gpuFailRequestsGreaterThanOne: bool = Field(
+        False,
+        description="The device plugin's sharing.timeSlicing.failRequestsGreaterThanOne: a pod asking for more "
+        "than one time-sliced GPU fails to start.",
+    )
     labels: dict[str, str] = Field(default_factory=dict, description="Node labels.")
     taints: list[Taint] = Field(default_factory=list, description="Node taints.")
+
+    @field_validator("gpuMemory")
+    @classmethod
+    def _gpu_memory(cls, memory: str | None) -> str | None:
+        if memory is not None and parse_quantity(memory) <= 0:
+            raise ValueError("must be a positive quantity such as 8Gi")
+        return memory
 
 
 class Reserve(StrictModel):

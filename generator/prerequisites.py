@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .detect import GPU_RESOURCE, RWX_PROVISIONERS, _get
+from .device_plugin import SHARED_RESOURCE
 
 KATIB_INSTALL = (
     'kubectl apply -k "github.com/kubeflow/katib.git/manifests/v1beta1/installs/katib-standalone?ref=v0.19.0"'
@@ -45,7 +46,9 @@ def _labels(node: Any) -> dict[str, str]:
 
 
 def _gpus(node: Any) -> int:
-    return int((getattr(node.status, "capacity", None) or {}).get(GPU_RESOURCE, "0"))
+    """GPUs the device plugin advertises, under either name (SHARED_RESOURCE: renamed time-slices)."""
+    capacity = getattr(node.status, "capacity", None) or {}
+    return sum(int(capacity.get(name, "0")) for name in (GPU_RESOURCE, SHARED_RESOURCE))
 
 
 def _flavour(nodes: list[Any]) -> str:

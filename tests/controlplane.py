@@ -345,7 +345,7 @@ def fake_nodes(cp: ControlPlane, profile: Any) -> list[str]:
             "pods": "110",
         }
         if group.gpus:
-            allocatable[profile.gpuResourceName] = str(group.gpus)
+            allocatable[profile.gpuResourceName] = str(group.gpus * group.gpuReplicas)  # time-slices advertised
         for i in range(group.count):
             name = f"{group.name}-{i + 1}"
             names.append(name)

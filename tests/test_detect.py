@@ -213,3 +213,27 @@ def test_detect_reads_which_service_serves_each_algorithm_from_katib_config(bare
         verdicts.append((detected["tpe"], [p.message for p in report.errors if p.path.startswith("experiment.algo")]))
     assert verdicts[0][0] == "hyperopt" and "has no setting 'n_startup_trials'" in verdicts[0][1][0]
     assert verdicts[1] == ("optuna", [])
+
+
+def test_detect_reads_the_device_plugins_time_slicing_from_the_cluster(bare_cluster: Any, tmp_path: Path) -> None:
+    """The plugin's config in a ConfigMap (as the GPU Operator's ClusterPolicy names it) and nodes that
+    advertise each GPU 4 times: the detected profile has one GPU per worker, sliced 4 ways (what validate
+    makes of that: test_gpu_sharing)."""
+    from .test_install import katib_nas
+
+    cp = bare_cluster
+    config = "version: v1\nsharing:\n  timeSlicing:\n    resources: [{name: nvidia.com/gpu, replicas: 4}]\n"
+    plugin = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "time-slicing-config", "namespace": "default"},
+        "data": {"any": config},
+    }
+    gfd = {"nvidia.com/gpu.present": "true", "nvidia.com/gpu.memory": "8192"}
+    nodes = [_node(f"gpu-{i}", gfd, gpus=4) for i in (1, 2)]
+    _create(cp, [*nodes, plugin])
+    profile = tmp_path / "lab.yaml"
+    proc = katib_nas("profile", "detect", "--kubeconfig", str(cp.kubeconfig), "-o", str(profile))
+    assert proc.returncode == 0, proc.stderr
+    (group,) = yaml.safe_load(profile.read_text())["nodes"]
+    assert (group["count"], group["gpus"], group["gpuReplicas"], group["gpuMemory"]) == (2, 1, 4, "8192Mi")

@@ -272,6 +272,7 @@ MUTATIONS: dict[str, Any] = {
     "trial.trialParameters": [{"name": "a", "reference": "lr"}],
     "trial.env": [{"name": "A", "value": "1"}],
     "trial.extraArgs": ["--patience=3"],
+    "trial.gpuMemoryMiB": 2048,
     "trial.tolerations": [{"key": "k", "operator": "Exists"}],
     "persistence.size": "3Gi",
     "persistence.accessModes": ["ReadWriteMany"],

@@ -566,6 +566,26 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
         2,
     ),
     (
+        "gpu-budget-over-a-whole-card",
+        "k3s-gpu",
+        {"trial": {"gpuMemoryMiB": 9000}},
+        [
+            "{f}: trial.gpuMemoryMiB: 9000 MiB per trial but node group gpu-worker of profile k3s-gpu has 8192 MiB "
+            "GPUs, one trial per card: 8192 MiB each; set it to at most 8192"
+        ],
+        2,
+    ),
+    (
+        "gpu-budget-without-gpu",
+        "microk8s",
+        {"trial": {"gpuMemoryMiB": 512}},
+        [
+            "{f}: warning: trial.gpuMemoryMiB: 512 MiB GPU budget but profile microk8s has no GPUs, so it caps "
+            "nothing; remove it"
+        ],
+        0,
+    ),
+    (
         "gpu-without-limit",
         "k3s-gpu",
         {"trial": {"resources": {"limits": {"nvidia.com/gpu": None}}}},

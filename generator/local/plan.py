@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from katib_nas_contract.flags import TRAINERS
+from katib_nas_contract.gpu_memory import ENV as GPU_MEMORY_ENV
 from katib_nas_contract.provenance import ENV_CHART, ENV_VALUES
 
 from .. import helm
@@ -19,6 +20,7 @@ from ..checks_search import experiment_name as _experiment_name
 from ..models import ChartValues
 from ..validate import Report
 
+LOCAL_ENV = (ENV_CHART, ENV_VALUES, GPU_MEMORY_ENV)  # what a local trial takes from the trial template
 REFERENCE = re.compile(r"\$\{trialParameters\.([^}]+)\}")
 
 
@@ -32,8 +34,9 @@ class Plan:
     mount_path: str
     # The profile's suggestionServices: which Katib service's meaning each algorithm has (samplers.py).
     services: dict[str, str] | None
-    # The chart's provenance for a trial (chart version, digest of the trial values). Not the image
-    # reference or pod: a local trial runs this machine's packages, which its provenance records.
+    # The chart's provenance for a trial (chart version, digest of the trial values), and the trial's GPU
+    # memory budget (local trials in parallel share this machine's GPU). Not the image reference or
+    # pod: a local trial runs this machine's packages, which its provenance records.
     env: dict[str, str]
 
 
@@ -62,7 +65,7 @@ def plan(report: Report, release: str) -> Plan:
         references={p["name"]: p["reference"] for p in template["trialParameters"]},
         mount_path=report.values.persistence.mountPath,
         services=report.profile.suggestionServices,
-        env={e["name"]: e["value"] for e in container.get("env", []) if e.get("name") in (ENV_CHART, ENV_VALUES)},
+        env={e["name"]: e["value"] for e in container.get("env", []) if e.get("name") in LOCAL_ENV},
     )
 
 
