@@ -213,6 +213,13 @@ EXTENSIONS = [  # resumePolicy, how the Experiment ended, the new maxTrialCount,
     ),
     (
         "FromVolume",
+        "ExperimentFailed",
+        16,
+        "experiment: Experiment nas-katib-nas failed (ExperimentFailed), and Katib refuses any change to a failed "
+        "Experiment; set experiment.name to start a new Experiment (the models on the PVC stay)",
+    ),
+    (
+        "FromVolume",
         "ExperimentMaxTrialsReached",
         10,
         "experiment.maxTrialCount: 10 is not above the 12 trials Experiment nas-katib-nas has already made, which "
