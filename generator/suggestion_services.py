@@ -191,17 +191,45 @@ RESUME_FAILURES = {
 }
 
 
-def check_resume(e: Experiment, services: dict[str, str] | None, explicit: bool) -> Iterator[tuple[str, str]]:
-    """resumePolicy FromVolume where the cluster's service for the algorithm cannot resume from it;
-    `explicit`: the values file sets resumePolicy (else it is the chart's default)."""
-    service = (KATIB_V019_SERVICES if services is None else services).get(e.algorithm.algorithmName)
-    if e.resumePolicy != "FromVolume" or service not in RESUME_FAILURES:
+# Services whose new process, seeded again by random_state, draws the points of the search's first
+# trials again: hyperopt's random always; skopt while fewer than n_initial_points (default 10)
+# trials have run, since it asks at random until then. None: no limit.
+RESUME_REPEATS = {("hyperopt", "random"): None, ("skopt", "bayesianoptimization"): "n_initial_points"}
+
+
+def check_resume(e: Experiment, services: dict[str, str] | None, explicit: bool) -> Iterator[Finding]:
+    """resumePolicy FromVolume where the cluster's service for the algorithm cannot resume from it,
+    or (a warning) repeats trials on resuming; `explicit`: the values file sets resumePolicy (else it is
+    the chart's default)."""
+    algorithm = e.algorithm.algorithmName
+    service = (KATIB_V019_SERVICES if services is None else services).get(algorithm)
+    if e.resumePolicy != "FromVolume" or service is None:
         return
     chosen = "" if explicit else " (the chart's default)"
+    if service in RESUME_FAILURES:
+        yield (
+            "experiment.resumePolicy",
+            f"FromVolume{chosen}: Katib's {service} service keeps its state in memory: a resumed search fails (a "
+            f"new service process {RESUME_FAILURES[service]}); use LongRunning, which keeps the service running, "
+            "or Never",
+            False,
+        )
+        return
+    settings = {s.name: str(s.value) for s in e.algorithm.algorithmSettings}
+    if (service, algorithm) not in RESUME_REPEATS or "random_state" not in settings:
+        return
+    limit, until = RESUME_REPEATS[service, algorithm], ""
+    if limit is not None:
+        initial = py_int(settings.get(limit, "10"))
+        if initial is None or e.maxTrialCount >= initial:  # a bad value is refused by the settings check
+            return
+        until = f" while fewer than {limit}={initial} trials have run"
     yield (
         "experiment.resumePolicy",
-        f"FromVolume{chosen}: Katib's {service} service keeps its state in memory: a resumed search fails (a new "
-        f"service process {RESUME_FAILURES[service]}); use LongRunning, which keeps the service running, or Never",
+        f"FromVolume{chosen} with random_state: a new process of Katib's {service} service draws the search's first "
+        f"points again{until}, so a resumed search repeats trials already run; use LongRunning or leave "
+        "random_state out",
+        True,
     )
 
 

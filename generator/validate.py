@@ -110,7 +110,7 @@ def validate_data(
     report.problems += [Problem(source, path, msg, warning) for path, msg, warning in settings]
     explicit = "resumePolicy" in (data.get("experiment") or {})
     resume = check_resume(values.experiment, profile.suggestionServices, explicit)
-    report.problems += [Problem(source, path, msg) for path, msg in resume]
+    report.problems += [Problem(source, path, msg, warning) for path, msg, warning in resume]
     findings, report.trials_at_once = check_resources(values, profile)
     report.problems += [Problem(source, path, msg, warning) for path, msg, warning in findings]
     return report

@@ -7,7 +7,8 @@ search on one service instance, then sends the request of the restart, built by 
 client, both to that instance (LongRunning keeps the service) and, as often as Katib would, to a
 new one: goptuna's service in katibcheck itself, the Python services' own code in their venvs
 (ci/suggestion_validate.py SERVICE suggest). The generator must refuse FromVolume for exactly the
-services whose new process fails the search.
+services whose new process fails the search, and warn for exactly the seeded searches whose new
+process suggests trials that already ran (the kept one never does).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import yaml
 
 from generator.models import Experiment
 from generator.profiles import load_profile
-from generator.suggestion_services import RESUME_FAILURES, SERVICE_ALGORITHMS, check_resume
+from generator.suggestion_services import RESUME_FAILURES, SERVICE_ALGORITHMS, SETTINGS, check_resume
 from generator.validate import validate_data
 
 from .conftest import ROOT
@@ -78,6 +79,11 @@ def cases(service: str) -> list[dict[str, Any]]:
         # darts answers only its process's first request (its GetSuggestions sets num_layers then).
         for rounds in (1,) if service == "darts" else ROUNDS:
             out += [{"experiment": experiment, "requests": n, "rounds": rounds} for n in REQUESTS]
+        if "random_state" in SETTINGS.get((service, algorithm), {}):
+            # Seeded: before and past skopt's 10 initial random points.
+            seeded = copy.deepcopy(experiment)
+            seeded["spec"]["algorithm"]["algorithmSettings"] = [{"name": "random_state", "value": "5"}]
+            out += [{"experiment": seeded, "requests": n, "rounds": rounds} for n in REQUESTS for rounds in (1, 4)]
     return out
 
 
@@ -90,9 +96,20 @@ def fails(result: dict[str, Any]) -> bool:
     return attempts in (0, trials + 1)
 
 
-def _refused(service: str, algorithm: str) -> list[str]:
-    e = Experiment.model_validate({"algorithm": {"algorithmName": algorithm}, "resumePolicy": "FromVolume"})
-    return [message for _, message in check_resume(e, {algorithm: service}, explicit=True)]
+def _judged(service: str, case: dict[str, Any], trials: int) -> tuple[list[str], list[str]]:
+    """The generator's errors and warnings for the case's Experiment with resumePolicy FromVolume,
+    maxTrialCount the trials the restart carries."""
+    spec = case["experiment"]["spec"]
+    e = Experiment.model_validate(
+        {
+            "algorithm": spec["algorithm"],
+            "parallelTrialCount": case["requests"],
+            "maxTrialCount": trials,
+            "resumePolicy": "FromVolume",
+        }
+    )
+    findings = list(check_resume(e, {spec["algorithm"]["algorithmName"]: service}, explicit=True))
+    return [m for _, m, warning in findings if not warning], [m for _, m, warning in findings if warning]
 
 
 @pytest.mark.parametrize("service", sorted(SERVICE_ALGORITHMS))
@@ -114,14 +131,20 @@ def test_the_generator_refuses_fromvolume_for_exactly_the_services_a_restart_bre
         # The service kept running answers, except darts past its first request.
         assert ("kept" in result) == (service == "darts"), (service, algorithm, result)
         broken = fails(result)
-        refused = _refused(service, algorithm)
+        refused, warned = _judged(service, case, result["trials"])
         assert bool(refused) == broken, (service, algorithm, result, refused)
-        seen[algorithm, broken] = result.get("error", "answered at once")[:100]
-    print(f"\n{service}: {len(batch)} resumed searches: {seen}")
+        if not broken and "random_state" in SETTINGS.get((service, algorithm), {}):
+            # A new process that takes the trials may still draw the first points again (seeded;
+            # NAS services and hyperband suggest what ran before by design).
+            assert result["keptRepeats"] == 0, result
+            assert bool(warned) == (result["repeats"] > 0), (service, case["experiment"]["spec"], result, warned)
+        seen[algorithm, broken, result.get("repeats", 0) > 0] = result.get("error", "answered at once")[:100]
+    print(f"\n{service}: {len(batch)} resumed searches (algorithm, fails, repeats): {seen}")
 
 
 def test_a_refusal_names_the_service_the_reason_and_the_fix() -> None:
-    (message,) = _refused("optuna", "grid")
+    grid = {"experiment": {"spec": {"algorithm": {"algorithmName": "grid"}}}, "requests": 2}
+    (message,), _ = _judged("optuna", grid, 6)
     assert message == (
         "FromVolume: Katib's optuna service keeps its state in memory: a resumed search fails (a new service "
         f"process {RESUME_FAILURES['optuna']}); use LongRunning, which keeps the service running, or Never"
@@ -179,3 +202,16 @@ def test_the_repositorys_values_files_resume_as_their_service_can(path: Path) ->
     from generator.validate import validate_file
 
     assert [str(p) for p in validate_file(path).problems if p.path == "experiment.resumePolicy"] == []
+
+
+def test_a_seeded_search_that_would_repeat_its_trials_on_resuming_is_a_warning() -> None:
+    data = yaml.safe_load((ROOT / "values" / "microk8s.yaml").read_text())
+    seeded = {"algorithmName": "random", "algorithmSettings": [{"name": "random_state", "value": "3"}]}
+    data["experiment"] = {**data["experiment"], "algorithm": seeded}
+    report = validate_data(data, "v.yaml")
+    assert [str(p) for p in report.problems if p.path == "experiment.resumePolicy"] == [
+        "v.yaml: warning: experiment.resumePolicy: FromVolume (the chart's default) with random_state: a new process "
+        "of Katib's hyperopt service draws the search's first points again, so a resumed search repeats trials "
+        "already run; use LongRunning or leave random_state out"
+    ]
+    assert report.errors == []
