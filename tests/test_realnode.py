@@ -223,7 +223,7 @@ def test_search_serves_and_keeps_the_best_model(katib: Node) -> None:
     # The median rule (issue 12): a trial stopped by it shows as EarlyStopped. The values fix the
     # grid's order so that a point at lr 1e-5 (near chance accuracy) comes after two complete peers.
     def lr(trial: dict[str, Any]) -> str:
-        return next(a["value"] for a in trial["spec"]["parameterAssignments"] if a["name"] == "lr")
+        return str(next(a["value"] for a in trial["spec"]["parameterAssignments"] if a["name"] == "lr"))
 
     stopped = [t for t in trials if condition(t, "EarlyStopped")]
     assert any(lr(t) == "0.00001" for t in stopped), [(lr(t), t["status"].get("conditions", [])[-1:]) for t in trials]
@@ -322,6 +322,8 @@ def test_katib_algorithms(
     values = yaml.safe_load(VALUES.read_text())
     values["experiment"].update(maxTrialCount=4, parallelTrialCount=2)
     values["experiment"]["algorithm"] = {"algorithmName": algorithm}
+    # hyperopt takes a resumed search's trials as its own: the chart's default FromVolume applies.
+    values["experiment"].pop("resumePolicy")
     if early_stopping:
         values["experiment"]["earlyStopping"] = {
             "enabled": True,
@@ -357,3 +359,22 @@ def test_katib_algorithms(
         assert images["early-stopping"] == "ghcr.io/kubeflow/katib/earlystopping-medianstop:v0.19.0", images
         ruled = [t["metadata"]["name"] for t in trials if t["spec"].get("earlyStoppingRules")]
         assert ruled, "Katib's medianstop set no early-stopping rule on any trial"
+    else:
+        # The chart's default resumePolicy, FromVolume, on a real suggestion pod: Katib deleted the
+        # suggestion Deployment when the Experiment succeeded; raising maxTrialCount makes it start a
+        # new one on the kept PVC, which takes the four trials as its own and suggests a fifth.
+        assert exp["spec"]["resumePolicy"] == "FromVolume", exp["spec"]
+        values["experiment"]["maxTrialCount"] = 5
+        path.write_text(yaml.safe_dump(values))
+        started = time.monotonic()
+        resumed = katib_nas(node, "install", str(path), "--namespace", namespace, "--release", release)
+        assert resumed.returncode == 0, resumed.stderr
+        deadline, done, status = time.monotonic() + 600, 0, {}
+        while time.monotonic() < deadline:
+            status = custom(node, "experiments", namespace, name).get("status", {})
+            done = status.get("trialsSucceeded", 0) + status.get("trialsEarlyStopped", 0)
+            if done == 5:
+                break
+            time.sleep(5)
+        assert done == 5, (status, katib_logs(node, namespace))
+        TIMINGS[f"{release} resumed (FromVolume, +1)"] = time.monotonic() - started
