@@ -146,7 +146,7 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
     (
         "grid-double-without-step",
         "microk8s",
-        {"experiment": {"algorithm": {"algorithmName": "grid"}, "parameters": [LR]}},
+        {"experiment": {"algorithm": {"algorithmName": "grid"}, "parameters": [LR], "resumePolicy": "LongRunning"}},
         [
             "{f}: experiment.parameters[0].feasibleSpace.step: grid needs a step for double parameters; add "
             "feasibleSpace.step"
@@ -156,7 +156,13 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
     (
         "grid-smaller-than-maxtrialcount",
         "microk8s",
-        {"experiment": {"algorithm": {"algorithmName": "grid"}, "parameters": [LAYERS, OPT]}},
+        {
+            "experiment": {
+                "algorithm": {"algorithmName": "grid"},
+                "parameters": [LAYERS, OPT],
+                "resumePolicy": "LongRunning",
+            }
+        },
         [
             "{f}: experiment.maxTrialCount: 12 is more than the 6 points of the grid; Katib's grid service fails, set "
             "maxTrialCount to 6 or less"
@@ -206,7 +212,8 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
         "microk8s",
         {
             "experiment": {
-                "algorithm": {"algorithmName": "pbt", "algorithmSettings": [{"name": "n_population", "value": "3"}]}
+                "algorithm": {"algorithmName": "pbt", "algorithmSettings": [{"name": "n_population", "value": "3"}]},
+                "resumePolicy": "LongRunning",
             }
         },
         ["{f}: experiment.algorithm.algorithmSettings: pbt needs settings suggestion_trial_dir, truncation_threshold"],
@@ -215,7 +222,7 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
     (
         "cmaes-one-dimension",
         "microk8s",
-        {"experiment": {"algorithm": {"algorithmName": "cmaes"}, "parameters": [LR, OPT]}},
+        {"experiment": {"algorithm": {"algorithmName": "cmaes"}, "parameters": [LR, OPT], "resumePolicy": "Never"}},
         [
             "{f}: experiment.parameters: Katib's goptuna service runs cmaes only on two or more int or double "
             "parameters; add one or use tpe"
