@@ -176,10 +176,12 @@ class Experiment(StrictModel):
     maxFailedTrialCount: int = Field(3, ge=0, description="Failed trials after which the Experiment fails.")
     resumePolicy: Literal["Never", "LongRunning", "FromVolume"] = Field(
         "FromVolume",
-        description="Whether a finished search can go on: with `FromVolume` (Katib keeps the suggestion's state on "
-        "a PVC of the cluster's default StorageClass and stops its pod) or `LongRunning` (the suggestion pod "
-        "keeps running), raising `maxTrialCount` after the Experiment reached it runs more trials. `Never`: a "
-        "finished Experiment cannot change. Fixed once the Experiment exists.",
+        description="Whether a finished search can go on: with `FromVolume` (Katib stops the suggestion pod and, on "
+        "resume, starts a new one, with a PVC of the cluster's default StorageClass, that is handed every trial so "
+        "far; Katib's optuna, goptuna and pbt services cannot take them, so validate refuses FromVolume for their "
+        "algorithms) or `LongRunning` (the suggestion pod keeps running), raising `maxTrialCount` after the "
+        "Experiment reached it runs more trials. `Never`: a finished Experiment cannot change. Fixed once the "
+        "Experiment exists.",
     )
     metricsCollector: MetricsCollector = Field(default_factory=MetricsCollector, description="Metrics collector.")
     parameters: list[Parameter] = Field(
