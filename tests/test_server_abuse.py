@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import itertools
 import json
 import os
+import select
 import socket
 import threading
 import time
@@ -254,7 +256,7 @@ def test_a_body_with_more_json_values_than_the_limit_gets_413(server: Server) ->
     assert answer.status_code == 413 and "MAX_JSON_ITEMS" in answer.json()["error"]
 
 
-# --- request heads and slow clients -----------------------------------------------------------
+# --- request heads, bodies and slow clients ---------------------------------------------------
 
 
 def raw(url: str) -> socket.socket:
@@ -268,6 +270,99 @@ def read_all(sock: socket.socket) -> bytes:
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+LIMIT = 1024 * 1024  # the strict server's MAX_BODY_BYTES
+
+
+@pytest.fixture(scope="module")
+def strict(digits_records: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A 1 MiB body limit, one turn for large requests and none in line: a request that kept its turn
+    would make the next picture a 503. READ_TIMEOUT 3: a server that waits for a body's end answers 408."""
+    tmp = tmp_path_factory.mktemp("strict")
+    env = {
+        "MAX_BODY_BYTES": str(LIMIT),
+        "MAX_CONCURRENT_REQUESTS": "1",
+        "MAX_QUEUED_REQUESTS": "0",
+        "READ_TIMEOUT": "3",
+    }
+    with serving(copy_records(digits_records, tmp / "exp", "mlp-wide"), tmp / "server.log", **env) as running:
+        yield running
+
+
+def stream_chunks(sock: socket.socket, prefix: bytes, filler: bytes, most: int) -> int:
+    """`prefix`, then `filler` over and over, each a chunk of Transfer-Encoding: chunked, until the
+    server answers, closes, or `most` bytes are sent. The body never ends. Returns the bytes sent."""
+    sent = 0
+    with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+        for chunk in itertools.chain([prefix], itertools.repeat(filler)):
+            if sent >= most or select.select([sock], [], [], 0)[0]:
+                break
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            sent += len(chunk)
+    return sent
+
+
+def png(side: int = 28) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (side, side)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "prefix", "filler"),
+    [
+        ("/predict", "application/json", b'{"instances": [[', b"0," * 32768),
+        (INFER, "application/json", b'{"inputs": [{"name": "input", "shape": [1, 64], "data": [', b"0," * 32768),
+        (
+            "/predict/image",
+            "multipart/form-data; boundary=b",
+            b'--b\r\nContent-Disposition: form-data; name="file"; filename="d.png"\r\nContent-Type: image/png\r\n\r\n',
+            bytes(65536),
+        ),
+    ],
+    ids=["predict", "infer", "image"],
+)
+def test_a_chunked_body_that_grows_past_max_body_bytes_gets_413_while_it_streams(
+    strict: Server, path: str, content_type: str, prefix: bytes, filler: bytes
+) -> None:
+    """A chunked body declares no length, so only the count of what has arrived can stop it."""
+    started = time.monotonic()
+    with raw(strict.url) as sock:
+        head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        sock.sendall(head.encode())
+        sent = stream_chunks(sock, prefix, filler, most=16 * LIMIT)
+        answer = read_all(sock)
+    elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert f"over the {LIMIT}-byte limit (MAX_BODY_BYTES)".encode() in answer
+    assert sent > LIMIT and elapsed < 5, (sent, elapsed)  # answered mid-body: waiting for its end is a 408
+    with strict.client() as client:  # the turn came back (a picture needs it) and small bodies are served
+        assert client.post("/predict/image", files={"file": ("d.png", png(), "image/png")}).status_code == 200
+        assert client.post("/predict", json={"instances": [ROW]}).status_code == 200
+
+
+def test_every_scoring_route_answers_408_to_a_body_that_stops(strict: Server) -> None:
+    """The 408 the OpenAPI document lists for each scoring route: a body that stops short, on all three at once."""
+    socks = []
+    try:
+        for path, content_type, part in (
+            ("/predict", "application/json", b'{"instances": [['),
+            (INFER, "application/json", b'{"inputs": ['),
+            ("/predict/image", "multipart/form-data; boundary=b", b"--b\r\n"),
+        ):
+            sock = raw(strict.url)
+            socks.append(sock)
+            head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: 1000\r\n\r\n"
+            sock.sendall(head.encode() + part)
+        answers = [read_all(sock) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+    for answer in answers:
+        assert answer.startswith(b"HTTP/1.1 408") and b"READ_TIMEOUT" in answer, answer[:300]
+    with strict.client() as client:  # the picture's turn came back
+        assert client.post("/predict/image", files={"file": ("d.png", png(), "image/png")}).status_code == 200
 
 
 def test_a_huge_request_head_gets_431_at_once_and_the_server_keeps_serving(server: Server) -> None:
@@ -421,16 +516,19 @@ def test_readiness_and_liveness_report_a_stopped_watcher(digits_records: Path, t
 
 
 def test_openapi_lists_the_error_answers_the_routes_give(server: Server) -> None:
+    """Exactly the statuses each scoring route answers: 408 and 413 from the admission middleware, 503
+    when no model is loaded or the line is full. 431 (a huge head) comes before any route is chosen."""
     with server.client() as client:
         paths = client.get("/openapi.json").json()["paths"]
     infer = paths["/v2/models/{name}/infer"]["post"]
-    assert {"200", "400", "404", "413", "415", "503"} <= set(infer["responses"])
+    scoring = {"200", "400", "408", "413", "415", "503"}
+    assert set(infer["responses"]) == scoring | {"404"}
+    assert set(paths["/predict"]["post"]["responses"]) == scoring
+    assert set(paths["/predict/image"]["post"]["responses"]) == scoring
     assert all("422" not in op["responses"] for ops in paths.values() for op in ops.values())
     assert infer["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/InferenceRequest"
     }
-    assert {"400", "413", "415"} <= set(paths["/predict"]["post"]["responses"])
-    assert {"400", "413", "415"} <= set(paths["/predict/image"]["post"]["responses"])
 
 
 def test_a_wrong_method_keeps_its_allow_header(server: Server) -> None:
