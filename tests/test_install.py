@@ -453,6 +453,8 @@ FIRST_STOP = {
             "unknown-trainer-flag",
             "trainer-flag-out-of-range",
             "trainer-flag-bad-choice",
+            # The trainer refuses a budget over its card before training (gpu_memory.fraction).
+            "gpu-budget-over-a-whole-card",
         ],
         ("trial", ""),
     ),
