@@ -233,6 +233,41 @@ def check_resume(e: Experiment, services: dict[str, str] | None, explicit: bool)
     )
 
 
+# Services that answer only the first GetSuggestions of their process: Katib's darts service reads the
+# nasConfig's num_layers on its first request alone, so a later one fails (UnboundLocalError) and Katib
+# retries it forever. A search then never gets past its first parallelTrialCount trials, and
+# LongRunning's resume asks the kept process again; a new process (FromVolume) answers
+# (tests/test_resume_services.py runs the service so).
+FIRST_REQUEST_ONLY = {"darts": "num_layers"}
+
+
+def check_one_request(e: Experiment, services: dict[str, str] | None) -> Iterator[Finding]:
+    """Searches that need a second request of a service that answers only its first."""
+    algorithm = e.algorithm.algorithmName
+    service = (KATIB_V019_SERVICES if services is None else services).get(algorithm)
+    if service not in FIRST_REQUEST_ONLY:
+        return
+    why = (
+        f"Katib's {service} service answers only the first request of its process (it reads "
+        f"{FIRST_REQUEST_ONLY[service]} then and fails every later request)"
+    )
+    if e.maxTrialCount > e.parallelTrialCount:
+        yield (
+            "experiment.maxTrialCount",
+            f"{e.maxTrialCount} trials, {e.parallelTrialCount} at once, with {algorithm}: {why}, so no trial past the "
+            f"first {e.parallelTrialCount} ever starts and the Experiment never finishes; set maxTrialCount to at "
+            "most parallelTrialCount (Katib's darts examples run 1 trial)",
+            False,
+        )
+    if e.resumePolicy == "LongRunning":
+        yield (
+            "experiment.resumePolicy",
+            f"LongRunning with {algorithm}: a resumed search asks the kept service again, and {why}; use FromVolume, "
+            "whose new service process answers, or Never",
+            False,
+        )
+
+
 def check_algorithm_settings(e: Experiment, services: dict[str, str] | None = None) -> Iterator[Finding]:
     """Findings for the Experiment's algorithm settings as the cluster's suggestion service judges them."""
     services = KATIB_V019_SERVICES if services is None else services

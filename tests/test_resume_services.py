@@ -22,7 +22,13 @@ import yaml
 
 from generator.models import Experiment
 from generator.profiles import load_profile
-from generator.suggestion_services import RESUME_FAILURES, SERVICE_ALGORITHMS, SETTINGS, check_resume
+from generator.suggestion_services import (
+    RESUME_FAILURES,
+    SERVICE_ALGORITHMS,
+    SETTINGS,
+    check_one_request,
+    check_resume,
+)
 from generator.validate import validate_data
 
 from .conftest import ROOT
@@ -215,3 +221,32 @@ def test_a_seeded_search_that_would_repeat_its_trials_on_resuming_is_a_warning()
         "already run; use LongRunning or leave random_state out"
     ]
     assert report.errors == []
+
+
+def test_darts_answers_only_its_first_request_and_the_generator_refuses_a_second(tmp_path: Path) -> None:
+    """Katib's darts service reads the nasConfig's num_layers on its process's first request alone: a
+    search of two rounds fails at the second, and so does LongRunning's resume (the kept process asked
+    again), while a new process (FromVolume) answers. The generator refuses exactly the searches that
+    ask one darts process twice."""
+    experiment = _example("darts", "darts")
+    batch = [{"experiment": experiment, "requests": n, "rounds": rounds} for n in (1, 2) for rounds in (1, 2)]
+    driver, env = service_command("darts", "suggest", TF_CPP_MIN_LOG_LEVEL="3")
+    results = katibcheck("resume", batch, driver, env, tmp_path)
+    for case, result in zip(batch, results, strict=True):
+        n, rounds = case["requests"], case["rounds"]
+        assert ("before" in result) == (rounds > 1), (case, result)
+        for policy in ("Never", "LongRunning", "FromVolume"):
+            e = Experiment.model_validate(
+                {
+                    "algorithm": {"algorithmName": "darts"},
+                    "parallelTrialCount": n,
+                    "maxTrialCount": n * rounds,
+                    "resumePolicy": policy,
+                }
+            )
+            refused = {path for path, _, warning in check_one_request(e, None) if not warning}
+            assert ("experiment.maxTrialCount" in refused) == (rounds > 1), (case, policy, refused)
+            if rounds == 1:
+                # Resumed: the kept process fails (LongRunning), a new one answers (FromVolume).
+                resumed_fails = {"LongRunning": "kept" in result, "FromVolume": fails(result), "Never": False}
+                assert ("experiment.resumePolicy" in refused) == resumed_fails[policy], (case, policy, result)
