@@ -229,11 +229,11 @@ def test_darts_answers_only_its_first_request_and_the_generator_refuses_a_second
     again), while a new process (FromVolume) answers. The generator refuses exactly the searches that
     ask one darts process twice."""
     experiment = _example("darts", "darts")
-    batch = [{"experiment": experiment, "requests": n, "rounds": rounds} for n in (1, 2) for rounds in (1, 2)]
+    shapes = [(n, rounds) for n in (1, 2) for rounds in (1, 2)]  # trials per request, requests
+    batch = [{"experiment": experiment, "requests": n, "rounds": rounds} for n, rounds in shapes]
     driver, env = service_command("darts", "suggest", TF_CPP_MIN_LOG_LEVEL="3")
     results = katibcheck("resume", batch, driver, env, tmp_path)
-    for case, result in zip(batch, results, strict=True):
-        n, rounds = case["requests"], case["rounds"]
+    for (n, rounds), case, result in zip(shapes, batch, results, strict=True):
         assert ("before" in result) == (rounds > 1), (case, result)
         for policy in ("Never", "LongRunning", "FromVolume"):
             e = Experiment.model_validate(
