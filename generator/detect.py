@@ -7,14 +7,13 @@ from typing import Any
 
 import yaml
 
-from .device_plugin import SHARED_RESOURCE, Sharing, node_gpus, plugin_configs
+from .device_plugin import GPU_RESOURCE, SHARED_RESOURCE, Sharing, node_gpus, plugin_configs
 from .errors import ProfileError
 from .kube import api_client, cluster_error
 from .models import ClusterProfile, KServeSupport, NodeGroup, Reserve, StorageProfile, Taint
 from .quantity import parse_quantity
 from .suggestion_services import service_of_image
 
-GPU_RESOURCE = "nvidia.com/gpu"  # the device plugin's; SHARED_RESOURCE when it renames time-sliced GPUs
 KATIB_CONFIG_MAP = "katib-config"
 # Labels that say what a node is; the rest (hostnames, instance ids) would split identical nodes.
 KEPT_LABELS = (
@@ -54,6 +53,7 @@ def profile_from_cluster(
         raise ProfileError("the cluster has no nodes; check the kubeconfig context")
     groups: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
     reserve_cpu, reserve_mem = "0", "0"
+    renamed = False  # the device plugin advertises time-slices as SHARED_RESOURCE
     for node in nodes:
         capacity = _get(node, "status", "capacity") or {}
         allocatable = _get(node, "status", "allocatable") or {}
@@ -65,6 +65,7 @@ def profile_from_cluster(
         ]
         kept = {k: v for k, v in sorted(labels.items()) if k in KEPT_LABELS}
         gpu = node_gpus(labels, capacity, plugin_sharing or {})
+        renamed = renamed or gpu.sharing.renamed
         key = (
             capacity.get("cpu"),
             capacity.get("memory"),
@@ -85,7 +86,6 @@ def profile_from_cluster(
             "gpuMemory": f"{gpu.memory_mib}Mi" if gpu.memory_mib else None,
             "gpuReplicas": gpu.sharing.replicas,
             "gpuFailRequestsGreaterThanOne": gpu.sharing.fail_requests_greater_than_one,
-            "renamed": gpu.sharing.renamed,
             "labels": kept,
             "taints": taints,
         }
@@ -100,7 +100,6 @@ def profile_from_cluster(
         if any(p in str(getattr(sc, "provisioner", "")).lower() for p in RWX_PROVISIONERS):
             modes.append("ReadWriteMany")
     kserve = "serving.kserve.io" in api_groups
-    renamed = any([g.pop("renamed") for g in groups.values()])  # a list: every group loses the key
     return ClusterProfile(
         name=name,
         description="Detected by `katib-nas profile detect`; review the reserve and storage before use.",

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .detect import GPU_RESOURCE, RWX_PROVISIONERS, _get
-from .device_plugin import SHARED_RESOURCE
+from .detect import RWX_PROVISIONERS, _get
+from .device_plugin import GPU_RESOURCE, SHARED_RESOURCE
 
 KATIB_INSTALL = (
     'kubectl apply -k "github.com/kubeflow/katib.git/manifests/v1beta1/installs/katib-standalone?ref=v0.19.0"'
