@@ -177,6 +177,13 @@ IGNORES_UNKNOWN = {
     "darts": "does not know {name!r} and hands it to the trial unchecked; it knows {known}",
 }
 
+
+def service_for(algorithm: str, services: dict[str, str] | None) -> str | None:
+    """The suggestion service that serves the algorithm: the profile's suggestionServices (a cluster's own
+    katib-config), or Katib v0.19 standalone's mapping when the profile names none."""
+    return (KATIB_V019_SERVICES if services is None else services).get(algorithm)
+
+
 # A resumed search with resumePolicy FromVolume: Katib deletes the suggestion Deployment when the
 # Experiment finishes and, once maxTrialCount is raised, starts a new service process whose first
 # GetSuggestions carries every trial so far; a failed request is sent again, unchanged, after a
@@ -202,7 +209,7 @@ def check_resume(e: Experiment, services: dict[str, str] | None, explicit: bool)
     or (a warning) repeats trials on resuming; `explicit`: the values file sets resumePolicy (else it is
     the chart's default)."""
     algorithm = e.algorithm.algorithmName
-    service = (KATIB_V019_SERVICES if services is None else services).get(algorithm)
+    service = service_for(algorithm, services)
     if e.resumePolicy != "FromVolume" or service is None:
         return
     chosen = "" if explicit else " (the chart's default)"
@@ -244,7 +251,7 @@ FIRST_REQUEST_ONLY = {"darts": "num_layers"}
 def check_one_request(e: Experiment, services: dict[str, str] | None) -> Iterator[Finding]:
     """Searches that need a second request of a service that answers only its first."""
     algorithm = e.algorithm.algorithmName
-    service = (KATIB_V019_SERVICES if services is None else services).get(algorithm)
+    service = service_for(algorithm, services)
     if service not in FIRST_REQUEST_ONLY:
         return
     why = (

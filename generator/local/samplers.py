@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import LocalRunError
 from ..models import Experiment
-from ..suggestion_services import KATIB_V019_SERVICES
+from ..suggestion_services import service_for
 from . import MULTI_OBJECTIVE
 from .space import grid
 
@@ -143,7 +143,7 @@ def sampler_for(experiment: Experiment, source: str, seed: int, services: dict[s
     """The stand-in for the algorithm as the Katib service that `services` (the profile's
     suggestionServices; Katib v0.19 standalone's katib-config when None) maps it to serves it."""
     name = experiment.algorithm.algorithmName
-    service = (KATIB_V019_SERVICES if services is None else services).get(name, "")
+    service = service_for(name, services) or ""
     settings = {s.name: str(s.value) for s in experiment.algorithm.algorithmSettings}
     make = STAND_INS.get((service, name))
     if make is None and name in LOCAL:
