@@ -104,6 +104,20 @@ def test_weak_trials_are_stopped_by_the_median_rule(
     assert metrics[best]["ended"] == "completed"
 
 
+def test_a_rerun_of_a_finished_search_reports_it_as_the_first_run_did(
+    local_run: tuple[subprocess.CompletedProcess[str], Path, Path],
+) -> None:
+    proc, values, experiment = local_run
+    stopped = sum(
+        json.loads(m.read_text())["stopped_by"] == "median" for m in experiment.glob("digits-local-*/metrics.json")
+    )
+    again = katib_nas("run", "--local", str(values), "--out", str(values.parent / "out"))
+    assert again.returncode == 0, again.stderr
+    assert "resuming digits-local: 4 done, 0 failed, 0 interrupted" in again.stderr
+    assert f"4 trials done ({stopped} stopped early), 0 failed" in again.stdout
+    assert f"4 trials done ({stopped} stopped early), 0 failed" in proc.stdout
+
+
 def test_the_report_shows_the_search(local_run: tuple[subprocess.CompletedProcess[str], Path, Path]) -> None:
     proc, values, experiment = local_run
     out = values.parent / "out"

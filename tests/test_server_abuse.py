@@ -178,7 +178,8 @@ def liveness_under(server: Server, workers: list[Callable[[httpx.Client], object
     try:
         time.sleep(0.5)  # let the abusers get going
         deadline = time.monotonic() + seconds
-        with httpx.Client(base_url=server.url, timeout=5) as probe:
+        # No time limit here: bench/bench_server.py measures the worst probe against the kubelet's 1 s.
+        with httpx.Client(base_url=server.url, timeout=60) as probe:
             while time.monotonic() < deadline:
                 started = time.monotonic()
                 assert probe.get("/v2/health/live").status_code == 200
@@ -191,11 +192,13 @@ def liveness_under(server: Server, workers: list[Callable[[httpx.Client], object
     return latencies
 
 
-def test_liveness_answers_within_the_probe_timeout_while_four_clients_send_heavy_bodies(
+def test_liveness_answers_and_memory_stays_under_the_limit_while_four_clients_send_heavy_bodies(
     digits_records: Path, tmp_path: Path
 ) -> None:
-    """Decoding pictures and parsing millions of JSON values ran on the event loop: four such clients
-    made the liveness probe (1 s timeout) fail, so the kubelet would restart a healthy pod."""
+    """Four clients decoding pictures and posting millions of JSON values: every liveness probe is
+    answered, the server stays within the microk8s profile's memory limit and still judges a heavy body.
+    How fast the probe answers is a benchmark's figure (bench/bench_server.py, the abuse mix), not a
+    test's: the loop stays free by design, which the next test checks without timing."""
     png, items = big_png(), many_items()
 
     def upload(client: httpx.Client) -> object:
@@ -213,7 +216,6 @@ def test_liveness_answers_within_the_probe_timeout_while_four_clients_send_heavy
     print(
         f"liveness under abuse: max {max(latencies) * 1e3:.0f} ms over {len(latencies)} probes; RSS peak {peak:.0f} MiB"
     )
-    assert max(latencies) < 1.0, latencies
     assert peak < 512, peak  # the microk8s profile's limit for the server container
     assert answer.status_code == 400 and "this model takes" in answer.json()["error"]  # parsed, then refused
 
@@ -221,10 +223,10 @@ def test_liveness_answers_within_the_probe_timeout_while_four_clients_send_heavy
 def test_large_bodies_and_pictures_are_worked_on_off_the_event_loop(
     digits_records: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The timing test above can pass against a server that blocks its loop when the machine is lightly
-    loaded (it did against the server before issue 17, 511 ms at load 9); this one does not depend on
-    load: large JSON bodies and every picture are worked on in a worker thread, small bodies on the
-    loop (cheaper than a hand-off)."""
+    """Decoding pictures and parsing millions of JSON values on the event loop made the liveness probe
+    (1 s timeout) fail, so the kubelet would restart a healthy pod. Checked without timing, so the
+    machine's load cannot decide it: large JSON bodies and every picture are worked on in a worker
+    thread, small bodies on the loop (cheaper than a hand-off)."""
     from katib_nas_server import app as app_module
     from katib_nas_server.settings import Settings
 
@@ -327,16 +329,15 @@ def test_a_chunked_body_that_grows_past_max_body_bytes_gets_413_while_it_streams
     strict: Server, path: str, content_type: str, prefix: bytes, filler: bytes
 ) -> None:
     """A chunked body declares no length, so only the count of what has arrived can stop it."""
-    started = time.monotonic()
     with raw(strict.url) as sock:
         head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
         sock.sendall(head.encode())
         sent = stream_chunks(sock, prefix, filler, most=16 * LIMIT)
         answer = read_all(sock)
-    elapsed = time.monotonic() - started
+    # Answered mid-body: a server that waited for the body's end would answer 408 once the client stops.
     assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
     assert f"over the {LIMIT}-byte limit (MAX_BODY_BYTES)".encode() in answer
-    assert sent > LIMIT and elapsed < 5, (sent, elapsed)  # answered mid-body: waiting for its end is a 408
+    assert sent > LIMIT, sent
     with strict.client() as client:  # the turn came back (a picture needs it) and small bodies are served
         assert client.post("/predict/image", files={"file": ("d.png", png(), "image/png")}).status_code == 200
         assert client.post("/predict", json={"instances": [ROW]}).status_code == 200

@@ -184,7 +184,7 @@ class LocalRunner:
             return
         self.study.tell(running.number, [value, latency] if latency is not None else value)
         metrics = self.record_metrics(running.name)
-        stopped = metrics.get("stopped_by") not in (None, "patience")
+        stopped = _stopped_early(metrics)
         summary.completed += 1
         summary.stopped_early += stopped
         how = f"stopped by {metrics['stopped_by']} after epoch {metrics['epochs_run']}" if stopped else "completed"
@@ -209,7 +209,10 @@ class LocalRunner:
         e = self.plan.values.experiment
         started = time.monotonic()
         summary = Summary(self.experiment_dir)
-        summary.completed = sum(t.state == TrialState.COMPLETE for t in self.study.trials)
+        completed = [t for t in self.study.trials if t.state == TrialState.COMPLETE]
+        summary.completed = len(completed)
+        # A resumed search counts the stops of its earlier runs too, as it counts their trials.
+        summary.stopped_early = sum(_stopped_early(self.record_metrics(self.trial_name(t.number))) for t in completed)
         summary.failed = sum(t.state == TrialState.FAIL for t in self.study.trials)
         resume = [t for t in self.study.trials if t.state == TrialState.RUNNING]
         if self.study.trials:
@@ -291,6 +294,11 @@ class LocalRunner:
             summary.epochs_run += int(metrics.get("epochs_run", 0))
             summary.epochs_planned += epochs
         summary.best = read_pointer(self.experiment_dir)
+
+
+def _stopped_early(metrics: dict[str, Any]) -> bool:
+    """Whether a trial's record says an early-stopping rule ended it (patience is the trainer's own)."""
+    return metrics.get("stopped_by") not in (None, "patience")
 
 
 def _best_text(metric: Any, value: float, trial: Any) -> str:
