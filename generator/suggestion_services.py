@@ -275,6 +275,32 @@ def check_one_request(e: Experiment, services: dict[str, str] | None) -> Iterato
         )
 
 
+# Services that answer a later request with fewer trials than it asks for: Katib's hyperband sizes its
+# first rung by the first request, then answers a request for k trials with ceil(ceil(k*eta^-i)/eta),
+# fewer than k for any k above 1. Katib's suggestion controller refuses an answer of another size and
+# asks again, for at least as many trials each time, so the Suggestion never moves again. Its experiment
+# controller asks for as many trials as have finished since it last reconciled: two trials finishing
+# together stall the search (tests/test_resume_services.py runs the service so).
+SHORT_LATER_ANSWERS = {"hyperband"}
+
+
+def check_later_requests(e: Experiment, services: dict[str, str] | None) -> Iterator[Finding]:
+    """A warning for searches that ask a service that answers later requests short for more trials."""
+    algorithm = e.algorithm.algorithmName
+    service = service_for(algorithm, services)
+    if service not in SHORT_LATER_ANSWERS or e.maxTrialCount <= e.parallelTrialCount:
+        return
+    yield (
+        "experiment.maxTrialCount",
+        f"{e.maxTrialCount} trials, {e.parallelTrialCount} at once, with {algorithm}: after its first "
+        f"{e.parallelTrialCount} trials Katib's {service} service answers a request for more than one trial with "
+        "fewer, which Katib refuses and asks again forever, so the search stalls once two trials finish "
+        "together; set maxTrialCount to parallelTrialCount (one rung, as Katib's hyperband example does) or "
+        "choose another algorithm",
+        True,
+    )
+
+
 def check_algorithm_settings(e: Experiment, services: dict[str, str] | None = None) -> Iterator[Finding]:
     """Findings for the Experiment's algorithm settings as the cluster's suggestion service judges them."""
     services = KATIB_V019_SERVICES if services is None else services

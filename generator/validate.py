@@ -15,7 +15,7 @@ from .checks_search import check_search
 from .errors import Problem, ProfileError
 from .models import ChartValues, ClusterProfile
 from .profiles import load_profile
-from .suggestion_services import check_algorithm_settings, check_one_request, check_resume
+from .suggestion_services import check_algorithm_settings, check_later_requests, check_one_request, check_resume
 from .yamlio import coalesce, dropped_defaults, load_values_file, validation_problems
 
 DEFAULT_RELEASE = "nas"
@@ -111,8 +111,9 @@ def validate_data(
     explicit = "resumePolicy" in (data.get("experiment") or {})
     resume = check_resume(values.experiment, profile.suggestionServices, explicit)
     report.problems += [Problem(source, path, msg, warning) for path, msg, warning in resume]
-    one_request = check_one_request(values.experiment, profile.suggestionServices)
-    report.problems += [Problem(source, path, msg, warning) for path, msg, warning in one_request]
+    for requests in (check_one_request, check_later_requests):
+        found = requests(values.experiment, profile.suggestionServices)
+        report.problems += [Problem(source, path, msg, warning) for path, msg, warning in found]
     findings, report.trials_at_once = check_resources(values, profile)
     report.problems += [Problem(source, path, msg, warning) for path, msg, warning in findings]
     return report

@@ -26,6 +26,7 @@ from generator.suggestion_services import (
     RESUME_FAILURES,
     SERVICE_ALGORITHMS,
     SETTINGS,
+    check_later_requests,
     check_one_request,
     check_resume,
 )
@@ -66,21 +67,28 @@ def _example(algorithm: str, service: str) -> dict[str, Any]:
     return experiment
 
 
+def _hyperband() -> dict[str, Any]:
+    """Katib's hyperband example at eta 2 and r_l 4: a first rung of as many trials as the first request
+    asks for, on a budget of 1 epoch, then rungs of the best of those on 2 and 4."""
+    experiment = _example("hyperband", "hyperband")
+    spec = experiment["spec"]
+    spec["algorithm"]["algorithmSettings"] = [
+        {"name": "resource_name", "value": "num-epochs"},
+        {"name": "eta", "value": "2"},
+        {"name": "r_l", "value": "4"},
+    ]
+    spec["parameters"][2]["feasibleSpace"]["max"] = "4"
+    return experiment
+
+
 def cases(service: str) -> list[dict[str, Any]]:
     out = []
     for algorithm in SERVICE_ALGORITHMS[service]:
         experiment = _example(algorithm, service)
         if service == "hyperband":
             # Katib's hyperband answers a later request with the top ceil(n/eta) of the bracket before:
-            # 4 trials at eta 2, then 1 trial on a budget of 2 epochs (its state is in the request).
-            spec = experiment["spec"]
-            spec["algorithm"]["algorithmSettings"] = [
-                {"name": "resource_name", "value": "num-epochs"},
-                {"name": "eta", "value": "2"},
-                {"name": "r_l", "value": "4"},
-            ]
-            spec["parameters"][2]["feasibleSpace"]["max"] = "4"
-            out.append({"experiment": experiment, "requests": 4, "rounds": 1, "restartRequests": 1})
+            # 4 trials, then 1 (its state is in the request); a later request for more fails (below).
+            out.append({"experiment": _hyperband(), "requests": 4, "rounds": 1, "restartRequests": 1})
             continue
         # darts answers only its process's first request (its GetSuggestions sets num_layers then).
         for rounds in (1,) if service == "darts" else ROUNDS:
@@ -250,3 +258,37 @@ def test_darts_answers_only_its_first_request_and_the_generator_refuses_a_second
                 # Resumed: the kept process fails (LongRunning), a new one answers (FromVolume).
                 resumed_fails = {"LongRunning": "kept" in result, "FromVolume": fails(result), "Never": False}
                 assert ("experiment.resumePolicy" in refused) == resumed_fails[policy], (case, policy, result)
+
+
+def test_hyperband_answers_later_requests_for_more_than_one_trial_short_and_the_generator_warns(
+    tmp_path: Path,
+) -> None:
+    """Katib's hyperband sizes its first rung by the first request, then answers a request for k trials
+    with fewer than k whenever k > 1, which Katib's suggestion controller refuses (and asks again, for
+    as many or more). Katib asks for as many trials as finished since it last reconciled, so a search
+    past its first parallelTrialCount trials stalls when two finish together: the generator warns for
+    exactly those searches."""
+    later = [(), (1,), (1, 1), (2,), (3,), (1, 2)]  # the requests after a first rung of 4
+    batch = [{"experiment": _hyperband(), "roundRequests": [4, *k], "requests": 4} for k in later]
+    driver, env = service_command("hyperband", "suggest")
+    results = katibcheck("resume", batch, driver, env, tmp_path)
+    for k, result in zip(later, results, strict=True):
+        short = any(n > 1 for n in k)
+        assert ("before" in result) == short, (k, result)
+        if short:
+            assert "The response contains unexpected trials" in result["before"], result
+    for parallel, trials in ((4, 4), (4, 5), (4, 12), (9, 9)):
+        e = Experiment.model_validate(
+            {"algorithm": _hyperband()["spec"]["algorithm"], "parallelTrialCount": parallel, "maxTrialCount": trials}
+        )
+        findings = list(check_later_requests(e, None))
+        assert all(warning for _, _, warning in findings), findings
+        assert bool(findings) == (trials > parallel), (parallel, trials, findings)
+        if findings:
+            ((path, message, _),) = findings
+            assert path == "experiment.maxTrialCount"
+            assert message.startswith(f"{trials} trials, {parallel} at once, with hyperband: after its first"), message
+            assert message.endswith(
+                "set maxTrialCount to parallelTrialCount (one rung, as Katib's hyperband example does) or choose "
+                "another algorithm"
+            ), message

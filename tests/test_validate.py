@@ -182,7 +182,7 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
     (
         "hyperband-without-settings",
         "microk8s",
-        {"experiment": {"algorithm": {"algorithmName": "hyperband"}}},
+        {"experiment": {"algorithm": {"algorithmName": "hyperband"}, "maxTrialCount": 3}},
         [
             "{f}: experiment.algorithm.algorithmSettings: hyperband needs settings r_l and resource_name (the parameter "
             "that carries the budget, such as epochs)"
@@ -199,6 +199,7 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
                     "algorithmSettings": [{"name": "resource_name", "value": "epochs"}, {"name": "r_l", "value": "9"}],
                 },
                 "parameters": [LR, space("epochs", "int", min=1, max=9)],
+                "maxTrialCount": 3,
             }
         },
         [
@@ -206,6 +207,26 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
             "or lower r_l"
         ],
         2,
+    ),
+    (
+        "hyperband-past-its-first-rung",
+        "microk8s",
+        {
+            "experiment": {
+                "algorithm": {
+                    "algorithmName": "hyperband",
+                    "algorithmSettings": [{"name": "resource_name", "value": "epochs"}, {"name": "r_l", "value": "3"}],
+                },
+                "parameters": [LR, space("epochs", "int", min=1, max=3)],
+            }
+        },
+        [
+            "{f}: warning: experiment.maxTrialCount: 12 trials, 3 at once, with hyperband: after its first 3 trials "
+            "Katib's hyperband service answers a request for more than one trial with fewer, which Katib refuses and "
+            "asks again forever, so the search stalls once two trials finish together; set maxTrialCount to "
+            "parallelTrialCount (one rung, as Katib's hyperband example does) or choose another algorithm"
+        ],
+        0,
     ),
     (
         "pbt-without-settings",

@@ -55,18 +55,18 @@ import (
 )
 
 type result struct {
-	Error  string          `json:"error,omitempty"`
-	Kept   string          `json:"kept,omitempty"`   // resume: the error of the service kept running
-	Before string          `json:"before,omitempty"` // resume: an error before the restart
-	Trials *int            `json:"trials,omitempty"` // resume: the trials the restart request carried
+	Error  string `json:"error,omitempty"`
+	Kept   string `json:"kept,omitempty"`   // resume: the error of the service kept running
+	Before string `json:"before,omitempty"` // resume: an error before the restart
+	Trials *int   `json:"trials,omitempty"` // resume: the trials the restart request carried
 	// resume: the requests the new service process needed to answer (0: none of trials+2 did), and
 	// how many of its and the kept service's suggestions repeat a trial that already ran.
-	Attempts    *int `json:"attempts,omitempty"`
-	Repeats     *int `json:"repeats,omitempty"`
-	KeptRepeats *int `json:"keptRepeats,omitempty"`
-	Groups *int            `json:"groups,omitempty"`
-	Pod    *corev1.Pod     `json:"pod,omitempty"`
-	Output json.RawMessage `json:"output,omitempty"`
+	Attempts    *int            `json:"attempts,omitempty"`
+	Repeats     *int            `json:"repeats,omitempty"`
+	KeptRepeats *int            `json:"keptRepeats,omitempty"`
+	Groups      *int            `json:"groups,omitempty"`
+	Pod         *corev1.Pod     `json:"pod,omitempty"`
+	Output      json.RawMessage `json:"output,omitempty"`
 }
 
 func main() {
@@ -275,13 +275,15 @@ func mutate(scheme *runtime.Scheme, katibConfig string, c *mutateCase) (*corev1.
 	return injector.Mutate(pod, ns)
 }
 
-// resumeCase is one Experiment searched for Rounds rounds of Requests trials each, every trial
-// succeeding with its own objective value, before Katib restarts the search and asks for
-// RestartRequests trials (default Requests): the raised maxTrialCount, at most parallelTrialCount.
+// resumeCase is one Experiment searched for Rounds rounds of Requests trials each (or one round per
+// entry of RoundRequests, of that many trials), every trial succeeding with its own objective value,
+// before Katib restarts the search and asks for RestartRequests trials (default Requests): the raised
+// maxTrialCount, at most parallelTrialCount.
 type resumeCase struct {
 	Experiment      experimentsv1beta1.Experiment `json:"experiment"`
 	Requests        int                           `json:"requests"`
 	Rounds          int                           `json:"rounds"`
+	RoundRequests   []int                         `json:"roundRequests"`
 	RestartRequests int                           `json:"restartRequests"`
 }
 
@@ -326,8 +328,14 @@ func resume(c *resumeCase, kept, fresh string, suggest suggester) (result, error
 			TotalRequestNumber:   int32(len(trials) + count),
 		}
 	}
-	for round := 0; round < c.Rounds; round++ {
-		reply, err := ask(suggest, kept, request(c.Requests))
+	counts := c.RoundRequests
+	if len(counts) == 0 {
+		for range c.Rounds {
+			counts = append(counts, c.Requests)
+		}
+	}
+	for round, count := range counts {
+		reply, err := ask(suggest, kept, request(count))
 		if err != nil {
 			return result{Before: fmt.Sprintf("round %d: %v", round, err)}, nil
 		}
