@@ -411,7 +411,8 @@ def _import_images(node: Node) -> None:
         archive, image = line.split()
         if image in present and (stamps / archive).exists():
             continue
-        _ctr(node, "images", "import", str(IMAGES / archive))
+        # An OCI archive names its image in an annotation, which ctr keeps only under --base-name.
+        _ctr(node, "images", "import", "--base-name", image.rsplit(":", 1)[0], str(IMAGES / archive))
         (stamps / archive).touch()
     node.timings["image import"] = time.monotonic() - started
 

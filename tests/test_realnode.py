@@ -32,6 +32,7 @@ RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
 }
+BASELINE = {"pod-security.kubernetes.io/enforce": "baseline"}
 TIMINGS: dict[str, float] = {}
 
 
@@ -124,6 +125,8 @@ RELEASE = "nas"
 EXPERIMENT = "nas-katib-nas"
 VALUES = ROOT / "ci" / "realnode-values.yaml"
 INJECTION = {"katib.kubeflow.org/metrics-collector-injection": "enabled"}
+# The images ci/images/build.sh builds from images/trainer/Dockerfile and Dockerfile.keras.
+TRAINER_IMAGES = {"pytorch": "ghcr.io/katib-nas/trainer:0.1.0", "keras": "ghcr.io/katib-nas/trainer-keras:0.1.0"}
 
 
 @pytest.fixture(scope="module")
@@ -300,21 +303,22 @@ def test_search_serves_and_keeps_the_best_model(katib: Node) -> None:
 
 
 @pytest.mark.parametrize(
-    ("release", "algorithm", "early_stopping", "labels"),
+    ("release", "algorithm", "early_stopping", "labels", "framework"),
     [
-        # tpe through Katib's hyperopt service, in a restricted namespace.
-        ("tpe", "tpe", None, {**RESTRICTED, **INJECTION}),
+        # tpe through Katib's hyperopt service, in a restricted namespace, on the PyTorch trainer's
+        # image (images/trainer/Dockerfile, the chart's default framework).
+        ("tpe", "tpe", None, {**RESTRICTED, **INJECTION}, "pytorch"),
         # Katib's own medianstop service. Katib v0.19.0 has no securityContext setting for its
         # early-stopping container, so its suggestion pod cannot run under the restricted standard:
         # this namespace enforces baseline.
-        ("medianstop", "random", "medianstop", {"pod-security.kubernetes.io/enforce": "baseline", **INJECTION}),
+        ("medianstop", "random", "medianstop", {**BASELINE, **INJECTION}, "keras"),
     ],
 )
 def test_katib_algorithms(
-    katib: Node, release: str, algorithm: str, early_stopping: str | None, labels: dict[str, str]
+    katib: Node, release: str, algorithm: str, early_stopping: str | None, labels: dict[str, str], framework: str
 ) -> None:
-    """Cheaper cases: the Experiment runs to the end with the named Katib service; medianstop
-    sets early-stopping rules on the trials it sees after its minimum."""
+    """Cheaper cases: the Experiment runs to the end with the named Katib service and trainer;
+    medianstop sets early-stopping rules on the trials it sees after its minimum."""
     node = katib
     namespace = f"e2e-{release}"
     node.kubectl("create", "namespace", namespace)
@@ -322,6 +326,7 @@ def test_katib_algorithms(
     values = yaml.safe_load(VALUES.read_text())
     values["experiment"].update(maxTrialCount=4, parallelTrialCount=2)
     values["experiment"]["algorithm"] = {"algorithmName": algorithm}
+    values["trial"]["framework"] = framework
     # hyperopt takes a resumed search's trials as its own: the chart's default FromVolume applies.
     values["experiment"].pop("resumePolicy")
     if early_stopping:
@@ -355,6 +360,11 @@ def test_katib_algorithms(
     assert sum(condition(t, "Succeeded") or condition(t, "EarlyStopped") for t in trials) == 4, katib_logs(
         node, namespace
     )
+    for trial in trials:
+        containers = trial["spec"]["runSpec"]["spec"]["template"]["spec"]["containers"]
+        assert {c["name"]: c["image"] for c in containers}["trainer"] == TRAINER_IMAGES[framework], containers
+        if condition(trial, "Succeeded"):
+            assert "accuracy" in {m["name"] for m in trial["status"]["observation"]["metrics"]}, trial["status"]
     if early_stopping:
         assert images["early-stopping"] == "ghcr.io/kubeflow/katib/earlystopping-medianstop:v0.19.0", images
         ruled = [t["metadata"]["name"] for t in trials if t["spec"].get("earlyStoppingRules")]
