@@ -462,7 +462,9 @@ class PrometheusRule(StrictModel):
 
 
 class ServiceAccount(StrictModel):
-    create: bool = Field(True, description="Create the ServiceAccount the extraction/batch/server pods use.")
+    create: bool = Field(
+        True, description="Create the ServiceAccount the batch/server pods use and the extraction pod's own."
+    )
     name: str = Field("", description="ServiceAccount name. @default -- the release's full name.")
     annotations: dict[str, str] = Field(default_factory=dict, description="ServiceAccount annotations.")
 

@@ -259,19 +259,48 @@ def test_the_values_digest_follows_the_values_that_shape_a_trial() -> None:
     assert trainer_env({"experiment": {"objective": {"goal": 0.9}}})[provenance.ENV_VALUES] != base
 
 
-def _rules(docs: list[dict[str, Any]], component: str) -> list[dict[str, Any]]:
-    roles = [d for d in by_kind(docs, "Role") if d["metadata"]["name"].endswith(f"-{component}")]
-    return [rule for role in roles for rule in role["rules"]]
+def _pod_rules(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The RBAC rules each of the release's pods holds: its ServiceAccount, the RoleBindings naming
+    that account, and their Roles' rules."""
+    roles = {d["metadata"]["name"]: d["rules"] for d in by_kind(docs, "Role")}
+    granted: dict[str, list[dict[str, Any]]] = {}
+    for binding in by_kind(docs, "RoleBinding"):
+        for subject in binding["subjects"]:
+            granted.setdefault(subject["name"], []).extend(roles[binding["roleRef"]["name"]])
+    pods = {}
+    for kind in ("Deployment", "Job"):
+        for obj in by_kind(docs, kind):
+            spec = obj["spec"]["template"]["spec"]
+            pods[obj["metadata"]["labels"]["app.kubernetes.io/component"]] = granted.get(spec["serviceAccountName"], [])
+    return pods
 
 
-def test_only_the_extraction_pods_role_reads_pods_and_only_by_name() -> None:
-    docs = helm_template(values={"experiment": {"earlyStopping": {"enabled": True, "algorithmName": "median"}}})
+@pytest.mark.parametrize("accounts", [{}, {"serviceAccount": {"create": False, "name": "mine"}}])
+def test_only_the_extraction_pod_may_get_pods_and_only_by_name(accounts: dict[str, Any]) -> None:
+    """The extraction pod reads trial pods for their image digests; the batch Job and the server,
+    which also read the Experiment and its Trials, get no access to pods under the chart's own
+    ServiceAccounts. A ServiceAccount the user names is the one every pod uses, so it holds both."""
+    docs = helm_template(
+        values={"experiment": {"earlyStopping": {"enabled": True, "algorithmName": "median"}}, **accounts}
+    )
     assert not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding")
-    pods = [r for r in _rules(docs, "reader") if "pods" in r["resources"]]
-    assert pods == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]
-    assert not [r for r in _rules(docs, "trial") if "pods" in r["resources"]]  # trial pods run user code
+    rules = _pod_rules(docs)
+    assert set(rules) >= {"extract", "batch", "server"}, set(rules)
+    reads = {"apiGroups": ["kubeflow.org"], "resources": ["trials"], "verbs": ["get", "list", "watch"]}
+    gets_pods = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}
+    for component, held in rules.items():
+        assert reads in held, (component, held)
+        pod_rules = [r for r in held if "pods" in r["resources"]]
+        shared = bool(accounts)
+        assert pod_rules == ([gets_pods] if component == "extract" or shared else []), (component, held)
+    roles = [r for d in by_kind(docs, "Role") if d["metadata"]["name"].endswith("-trial") for r in d["rules"]]
+    assert not [r for r in roles if "pods" in r["resources"]]  # trial pods run user code
     without = helm_template(values={"extract": {"enabled": False}})
-    assert not [r for r in _rules(without, "reader") if "pods" in r["resources"]]
+    assert not [r for d in by_kind(without, "Role") for r in d["rules"] if "pods" in r["resources"]]
+    assert [d["metadata"]["name"] for d in by_kind(without, "ServiceAccount")] == [
+        "nas-katib-nas",
+        "nas-katib-nas-trial",
+    ]
 
 
 # --- the extraction pod: the image digest of each trial's pod ------------------------------------

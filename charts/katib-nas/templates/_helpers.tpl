@@ -71,6 +71,18 @@ app.kubernetes.io/part-of: katib-nas
 {{- end }}
 
 {{/*
+The extraction pod's ServiceAccount: its own when the chart creates them, as it alone may get pods;
+otherwise the one given.
+*/}}
+{{- define "katib-nas.extractServiceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- printf "%s-extract" (include "katib-nas.serviceAccountName" . | trunc 54 | trimSuffix "-") }}
+{{- else }}
+{{- include "katib-nas.serviceAccountName" . }}
+{{- end }}
+{{- end }}
+
+{{/*
 The katib-nas trainer of each trial.framework: the image repository and command the chart uses when
 trial.image.repository and trial.command are left empty (katib_nas_contract.flags.TRAINERS; the trainer
 tests render both frameworks and run the rendered command).
