@@ -202,9 +202,14 @@ build_trainer_pytorch() {
   cat "$HOST_CA" "$d/ca.crt" >"$d/bundle.crt"
   python3 "$HERE/pytorch_cpu_index.py" "$d/index.crt" "$d/index.key" 2>"$d/index.log" &
   index_pid=$!
+  # It logs "serving" once bound; a port already taken ends it with the reason in its log.
   local tries=0
-  until (exec 3<>/dev/tcp/127.0.0.1/443) 2>/dev/null; do
-    ((++tries < 100)) && kill -0 "$index_pid" 2>/dev/null || { echo "images: the CPU index did not start:" >&2 && cat "$d/index.log" >&2 && exit 1; }
+  until grep -q "serving on" "$d/index.log"; do
+    if ((++tries > 100)) || ! kill -0 "$index_pid" 2>/dev/null; then
+      echo "images: the stand-in for PyTorch's CPU index did not start on 127.0.0.1:443:" >&2
+      tail -1 "$d/index.log" >&2
+      exit 1
+    fi
     sleep 0.1
   done
   buildah bud --quiet --network host --pull-never --add-host download.pytorch.org:127.0.0.1 \

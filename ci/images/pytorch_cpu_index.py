@@ -52,7 +52,10 @@ class IndexPage(BaseHTTPRequestHandler):
 def main() -> None:
     cert, key = sys.argv[1], sys.argv[2]
     port = int(sys.argv[3]) if len(sys.argv) > 3 else 443
-    server = ThreadingHTTPServer(("127.0.0.1", port), IndexPage)
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), IndexPage)
+    except OSError as error:
+        sys.exit(f"pytorch-cpu-index: cannot listen on 127.0.0.1:{port}: {error.strerror}")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
