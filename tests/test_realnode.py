@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from katib_nas_contract.best import Best, complete_record, publish
+from katib_nas_contract.record import IMAGE
 
 from .conftest import ROOT, tool, tool_env
 from .realnode import HELPER_IMAGE, Node, diagnostics, host_state, install_katib, real_node
@@ -239,6 +240,21 @@ def test_search_serves_and_keeps_the_best_model(katib: Node) -> None:
     assert (models / "best.json").exists(), katib_logs(node, NAMESPACE)
     pointer = json.loads((models / "best.json").read_text())
     assert best["bestTrialName"] in json.dumps(pointer), pointer
+
+    # The extraction pod, under its own ServiceAccount (the one Role that may get pods), read each
+    # trial's pod and wrote the image digest the kubelet ran beside the record (Jobs are kept while
+    # early stopping is on, so no pod is gone).
+    def images_recorded() -> bool:
+        return all((models / t["metadata"]["name"] / IMAGE).exists() for t in succeeded)
+
+    try:
+        node.wait(images_recorded, "image.json beside every succeeded trial's record", 120)
+    except AssertionError as error:  # the extraction pod's log says why (a 403: no Role for pods)
+        raise AssertionError(f"{error}\n{katib_logs(node, NAMESPACE)}") from None
+    for trial in succeeded:
+        image = json.loads((models / trial["metadata"]["name"] / IMAGE).read_text())
+        assert image["image"].endswith(TRAINER_IMAGES["keras"]) and "note" not in image, image
+        assert image["digest"].startswith("sha256:") and len(image["digest"]) == 71, image
 
     # The server through its Service (kube-proxy's rules on this host), Open Inference Protocol v2.
     node.kubectl("-n", NAMESPACE, "rollout", "status", f"deployment/{EXPERIMENT}-server", "--timeout=300s", timeout=330)
