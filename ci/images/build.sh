@@ -24,6 +24,13 @@ NODE_BIN="$ROOT/.tools/node/bin"
 mkdir -p "$CACHE" "$STORE"
 buildah() { command buildah --root "$STORE/root" --runroot "$STORE/run" --storage-driver overlay "$@"; }
 export BUILDAH_ISOLATION=chroot
+# Working containers are this script's alone: any found now were left by a build that was killed,
+# with their overlay mounts and layers (a PyTorch image's are gigabytes).
+leftover="$(buildah containers --quiet 2>/dev/null | wc -l)"
+if ((leftover)); then
+  echo "images: removing the $leftover working container(s) a killed build left" >&2
+  buildah rm --all >/dev/null
+fi
 # pip inside RUN steps trusts what this machine trusts (a TLS-inspecting proxy's CA, for one): the
 # host's bundle is mounted for the build only and never stored in an image.
 HOST_CA=/etc/ssl/certs/ca-certificates.crt
