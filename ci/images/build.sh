@@ -191,7 +191,7 @@ build_ours() {
 # CPU index, which this machine cannot reach: pytorch_cpu_index.py answers for that index from PyPI
 # on 127.0.0.1:443, with a certificate signed by a CA made for this build, and the name points there
 # inside the build only (README.md says what this changes). No layer cache and no copy in buildah's
-# store once saved: the image is about 5 GB.
+# store once saved: its layers are 6.2 GB.
 build_trainer_pytorch() {
   local tag=ghcr.io/katib-nas/trainer:0.1.0
   local k && k="$(key build_trainer_pytorch "$ROOT/images/trainer/Dockerfile" "$HERE/pytorch_cpu_index.py" \
