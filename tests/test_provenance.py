@@ -288,10 +288,10 @@ def test_only_the_extraction_pod_may_get_pods_and_only_by_name(accounts: dict[st
     assert set(rules) >= {"extract", "batch", "server"}, set(rules)
     reads = {"apiGroups": ["kubeflow.org"], "resources": ["trials"], "verbs": ["get", "list", "watch"]}
     gets_pods = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}
+    shared = bool(accounts)  # one ServiceAccount for every pod
     for component, held in rules.items():
         assert reads in held, (component, held)
         pod_rules = [r for r in held if "pods" in r["resources"]]
-        shared = bool(accounts)
         assert pod_rules == ([gets_pods] if component == "extract" or shared else []), (component, held)
     roles = [r for d in by_kind(docs, "Role") if d["metadata"]["name"].endswith("-trial") for r in d["rules"]]
     assert not [r for r in roles if "pods" in r["resources"]]  # trial pods run user code

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from katib_nas_contract.best import Best, complete_record, publish
+from katib_nas_contract.flags import TRAINERS
 from katib_nas_contract.record import IMAGE
 
 from .conftest import ROOT, tool, tool_env
@@ -126,8 +127,8 @@ RELEASE = "nas"
 EXPERIMENT = "nas-katib-nas"
 VALUES = ROOT / "ci" / "realnode-values.yaml"
 INJECTION = {"katib.kubeflow.org/metrics-collector-injection": "enabled"}
-# The images ci/images/build.sh builds from images/trainer/Dockerfile and Dockerfile.keras.
-TRAINER_IMAGES = {"pytorch": "ghcr.io/katib-nas/trainer:0.1.0", "keras": "ghcr.io/katib-nas/trainer-keras:0.1.0"}
+# The trainers' images as ci/images/build.sh tags them: the chart's default repository and its appVersion.
+TRAINER_IMAGES = {name: f"{trainer.repository}:0.1.0" for name, trainer in TRAINERS.items()}
 
 
 @pytest.fixture(scope="module")
