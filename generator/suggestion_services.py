@@ -204,6 +204,11 @@ RESUME_FAILURES = {
 RESUME_REPEATS = {("hyperopt", "random"): None, ("skopt", "bayesianoptimization"): "n_initial_points"}
 
 
+# Katib's webhook lets a running Experiment change only its trial counts, so the fix above needs a new
+# Experiment where the release already runs this one (the upgrade's frozen-field check says the same).
+FROZEN_POLICY = "for an Experiment already installed, whose resumePolicy Katib keeps, also set a new experiment.name"
+
+
 def check_resume(e: Experiment, services: dict[str, str] | None, explicit: bool) -> Iterator[Finding]:
     """resumePolicy FromVolume where the cluster's service for the algorithm cannot resume from it,
     or (a warning) repeats trials on resuming; `explicit`: the values file sets resumePolicy (else it is
@@ -218,7 +223,7 @@ def check_resume(e: Experiment, services: dict[str, str] | None, explicit: bool)
             "experiment.resumePolicy",
             f"FromVolume{chosen}: Katib's {service} service keeps its state in memory: a resumed search fails (a "
             f"new service process {RESUME_FAILURES[service]}); use LongRunning, which keeps the service running, "
-            "or Never",
+            f"or Never ({FROZEN_POLICY})",
             False,
         )
         return

@@ -23,6 +23,7 @@ import yaml
 from generator.models import Experiment
 from generator.profiles import load_profile
 from generator.suggestion_services import (
+    FROZEN_POLICY,
     RESUME_FAILURES,
     SERVICE_ALGORITHMS,
     SETTINGS,
@@ -161,7 +162,8 @@ def test_a_refusal_names_the_service_the_reason_and_the_fix() -> None:
     (message,), _ = _judged("optuna", grid, 6)
     assert message == (
         "FromVolume: Katib's optuna service keeps its state in memory: a resumed search fails (a new service "
-        f"process {RESUME_FAILURES['optuna']}); use LongRunning, which keeps the service running, or Never"
+        f"process {RESUME_FAILURES['optuna']}); use LongRunning, which keeps the service running, or Never "
+        "(for an Experiment already installed, whose resumePolicy Katib keeps, also set a new experiment.name)"
     )
 
 
@@ -208,7 +210,7 @@ def test_validate_refuses_fromvolume_in_one_line_per_the_clusters_services(
     assert len(lines) == (expected is not None), lines
     if expected is not None:
         assert lines[0].startswith(f"v.yaml: experiment.resumePolicy: {expected}"), lines
-        assert lines[0].endswith("use LongRunning, which keeps the service running, or Never"), lines
+        assert lines[0].endswith(f"or Never ({FROZEN_POLICY})"), lines
 
 
 @pytest.mark.parametrize("path", [*sorted((ROOT / "values").glob("*.yaml")), ROOT / "ci" / "realnode-values.yaml"])
