@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .checks_data import check_data
 from .checks_promotion import check_promotion
 from .checks_resources import check_resources
 from .checks_search import check_search
@@ -90,6 +91,7 @@ def validate_data(
     report.values = values
     report.problems += [Problem(source, path, msg) for path, msg in check_search(values, release)]
     report.problems += [Problem(source, path, msg, warning) for path, msg, warning in check_promotion(values)]
+    report.problems += [Problem(source, path, msg, warning) for path, msg, warning in check_data(values)]
     if profile is None:
         if not values.profile:
             report.problems.append(

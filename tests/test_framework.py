@@ -57,7 +57,8 @@ def test_the_chart_runs_the_chosen_trainer_and_its_command_works(framework: str,
     values = write_values(tmp_path, {"framework": framework}, base=base)
     spec, container = trainer_container(helm_template(values))
     trainer = TRAINERS[framework]
-    assert container["image"] == f"{trainer.repository}:0.1.0"
+    tag = "0.1.0-cuda" if base == "k3s-gpu" else "0.1.0"  # the GPU file runs the framework's CUDA build
+    assert container["image"] == f"{trainer.repository}:{tag}"
     assert container["command"] == list(trainer.command)
     lowest = {p["name"]: p["feasibleSpace"].get("min") or p["feasibleSpace"]["list"][0] for p in spec["parameters"]}
     assignments = {

@@ -730,6 +730,16 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
         ],
         0,
     ),
+    (
+        "batch-scores-another-data-set",
+        "k3s-gpu",
+        {"batchInference": {"dataset": "digits"}},
+        [
+            "{f}: batchInference.dataset: digits, but the trials train on mnist (trial.dataset): the batch Job would "
+            "score digits samples with a model made for mnist; set batchInference.dataset: mnist"
+        ],
+        2,
+    ),
 ]
 
 
