@@ -1,4 +1,5 @@
-# katib-nas developer targets. `make test` is what CI runs (.ci/run); `make run` is the main job.
+# katib-nas developer targets. CI runs `make test`: .ci/run runs it alone (with CI=true), and the GitHub
+# workflow (.github/workflows/ci.yaml) runs `make ct-lint` first. `make run` is the main job.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -63,7 +64,9 @@ check: setup
 schema: venv
 	katib-nas schema
 
-docs: tools
+# Regenerates charts/katib-nas/README.md (helm-docs) and README.md's values table. Runs `tools` first: the
+# pinned Go tools and the test control plane (ci/install-controlplane.sh, minutes on a first run).
+docs: venv tools
 	helm-docs --chart-search-root charts --template-files README.md.gotmpl
 	$(PY) ci/readme_values.py
 
@@ -108,6 +111,8 @@ run:
 serve: venv-local
 	katib-nas serve values/microk8s.yaml --out out
 
+# The benchmarks in bench/. Runs `setup` first (the venv, `tools` with the test control plane, Chromium),
+# and installs wrk from Debian when missing (needs root).
 bench: setup
 	@command -v wrk >/dev/null || bash ci/install-debian.sh wrk
 	$(PY) bench/bench_generator.py

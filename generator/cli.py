@@ -1,5 +1,6 @@
 """The `katib-nas` command line. Exit codes: 0 fine, 2 a user mistake (one line per problem,
-nothing written or installed), 1 only for `schema --check` drift. Bugs keep their traceback."""
+nothing written or installed), 1 only for `schema --check` drift and a `replay` mismatch, 130 for
+`run --local` or `compare` stopped by Ctrl-C (run it again to resume). Bugs keep their traceback."""
 
 from __future__ import annotations
 

@@ -144,7 +144,10 @@ class MetricsSource(StrictModel):
 class MetricsCollector(StrictModel):
     # Katib v0.19's CollectorKind values its webhook admits (common_types.go, validateMetricsCollector).
     kind: Literal["StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "Push"] = Field(
-        "StdOut", description="How Katib collects trial metrics. StdOut parses `name=value` lines."
+        "StdOut",
+        description="How Katib collects trial metrics. StdOut parses `name=value` lines; also File, TensorFlowEvent, "
+        "PrometheusMetric (`katib-nas validate` refuses it: Katib v0.19's katib-config has no collector for it), "
+        "Custom and Push.",
     )
     source: MetricsSource | None = Field(None, description="Metrics source (File, TensorFlowEvent, PrometheusMetric).")
     customCollector: KubeObject | None = Field(None, description="Container spec for the Custom collector.")
@@ -355,7 +358,12 @@ class Extract(Scheduling):
 
 class BatchInference(Scheduling):
     enabled: bool = Field(True, description="Score a data set with the best model once the Experiment finishes.")
-    dataset: str = Field("digits", description="Data set to score (digits test split or a file on the PVC).")
+    dataset: str = Field(
+        "digits",
+        description="Data set to score: digits, mnist or fashion-mnist (their test split), or an .npz/.npy file on the "
+        "PVC. Must be the set the trials train on (trial.dataset) or a file of samples like it: a model trained on one "
+        "named set cannot score another.",
+    )
     batchSize: int = Field(256, ge=1, description="Rows per inference batch.")
     backoffLimit: int = Field(2, ge=0, description="Job retries.")
     ttlSecondsAfterFinished: int | None = Field(None, ge=0, description="(int) Delete the finished Job after this.")
@@ -463,7 +471,11 @@ class PrometheusRule(StrictModel):
 
 class ServiceAccount(StrictModel):
     create: bool = Field(
-        True, description="Create the ServiceAccount the batch/server pods use and the extraction pod's own."
+        True,
+        description="Create the ServiceAccount the batch/server pods use and the extraction pod's own "
+        "(`<name>-extract`). With false, the batch, server and extraction pods use `name` (`default` when empty). "
+        "Trial pods never use it: they run as `<fullname>-trial` when the chart creates that account (early "
+        "stopping with the median or successive-halving rule and rbac.create), else as the namespace's `default`.",
     )
     name: str = Field("", description="ServiceAccount name. @default -- the release's full name.")
     annotations: dict[str, str] = Field(default_factory=dict, description="ServiceAccount annotations.")
@@ -471,7 +483,10 @@ class ServiceAccount(StrictModel):
 
 class Rbac(StrictModel):
     create: bool = Field(
-        True, description="Create a Role/RoleBinding to read Experiments and Trials in this namespace."
+        True,
+        description="Create the Roles and RoleBindings that read this Experiment and its Trials, let the extraction "
+        "pod get trial pods by name and, with the median or successive-halving rule, let trial pods mark their Trial "
+        "EarlyStopped, in this namespace only.",
     )
 
 

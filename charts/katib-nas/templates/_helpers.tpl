@@ -220,7 +220,7 @@ The promotion step of the server image. Takes a dict with "context" and "mode":
 {{- end }}
 {{- $source := $e.metricsCollector.source }}
 {{- if and (eq $e.metricsCollector.kind "File") (not (and $source $source.fileSystemPath $source.fileSystemPath.path)) }}
-{{- fail "katib-nas: experiment.metricsCollector.kind is File but source.fileSystemPath.path is unset; set it to an absolute file under /tmp/" }}
+{{- fail "katib-nas: experiment.metricsCollector.kind is File but source.fileSystemPath.path is unset; set it to an absolute file in a directory of its own, such as /var/log/katib/metrics.log" }}
 {{- end }}
 {{- end }}
 
