@@ -457,6 +457,106 @@ def test_large_requests_wait_their_turn_in_a_bounded_line(digits_records: Path, 
         assert small.status_code == 200  # small bodies do not wait for a turn
 
 
+def slow_reader(url: str) -> socket.socket:
+    """A connection whose receive window stays tiny: the client reads nothing and the server's answer
+    backs up into its send buffer."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect((host, int(port)))
+    return sock
+
+
+def test_pipelined_requests_queue_only_a_few_and_a_flood_of_them_drops_the_connection(server: Server) -> None:
+    """One connection sending requests pipelined and reading none: uvicorn queued each read's worth (thousands
+    of requests) and read on after every answer, to 548 MiB from 94."""
+    with raw(server.url) as sock:  # a client that pipelines a few and reads them: all answered in order
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n" * 3 + b"GET /v2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        answers = b""
+        while answers.count(b"HTTP/1.1 200") < 4:
+            chunk = sock.recv(65536)
+            assert chunk, answers
+            answers += chunk
+    before = rss_peak_mib(server.proc.pid)
+    flood = slow_reader(server.url)
+    request = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"
+    with contextlib.suppress(OSError):  # the server drops the connection mid-send
+        for _ in range(400):
+            flood.sendall(request * 500)
+    with flood:
+        with server.client() as client:
+            assert client.get("/v2/health/live").status_code == 200
+        flood.settimeout(15)
+        with contextlib.suppress(ConnectionResetError):
+            while flood.recv(65536):  # read what was answered before the drop: then the end
+                pass
+    grown = rss_peak_mib(server.proc.pid) - before
+    print(f"server peak memory grew {grown:.1f} MiB under a flood of pipelined requests")
+    assert grown < 40
+
+
+def test_answers_a_client_never_reads_are_dropped_after_the_read_timeout(digits_records: Path, tmp_path: Path) -> None:
+    """Clients that sent inference requests whose answers echo a large id, and read nothing: each held
+    its answer, its connection past every timeout and its turn, so the next picture waited forever."""
+    experiment = copy_records(digits_records, tmp_path / "exp", "mlp-wide")
+    env = {"MAX_CONCURRENT_REQUESTS": "1", "READ_TIMEOUT": "2"}
+    body = json.dumps({"id": "A" * 6_000_000, "inputs": [tensor([ROW])]}).encode()
+    head = f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    with serving(experiment, tmp_path / "server.log", **env) as server:
+        before = open_fds(server.proc.pid)
+        stuck = [slow_reader(server.url) for _ in range(3)]
+        try:
+            for sock in stuck:
+                sock.sendall(head.encode() + body)
+            held = poll(lambda: open_fds(server.proc.pid), lambda fds: fds >= before + 3, seconds=2)
+            after = poll(lambda: open_fds(server.proc.pid), lambda fds: fds <= before, seconds=20)
+            with server.client() as client:
+                answer = client.post("/predict/image", files={"file": ("digit.png", png(), "image/png")})
+            assert answer.status_code == 200, answer.text
+        finally:
+            for sock in stuck:
+                sock.close()
+    print(f"server fds: {before} idle, {held} with 3 unread answers, {after} once the read timeout passed")
+    assert held >= before + 3 and after <= before
+
+
+def test_stalled_bodies_cannot_lock_out_the_probe(digits_records: Path, tmp_path: Path) -> None:
+    """Over MAX_CONNECTIONS with every connection's request waiting for its body, the probe was refused:
+    only connections waiting for a request head could make room."""
+    experiment = copy_records(digits_records, tmp_path / "exp", "mlp-wide")
+    with serving(experiment, tmp_path / "server.log", MAX_CONNECTIONS="50") as server:
+        socks = [raw(server.url) for _ in range(60)]
+        try:
+            for sock in socks:
+                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+                sock.sendall(b"Content-Length: 1000\r\n\r\n{")
+            time.sleep(0.3)
+            with server.client() as client:
+                assert [client.get("/v2/health/live").status_code for _ in range(5)] == [200] * 5
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    ],
+    ids=["length-and-chunked", "two-lengths", "negative-length"],
+)
+def test_a_request_httptools_cannot_parse_gets_the_json_error_body(server: Server, head: bytes) -> None:
+    with raw(server.url) as sock:
+        sock.sendall(head)
+        answer = read_all(sock)
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 400") and b"content-type: application/json" in status, answer
+    assert json.loads(body)["error"]
+
+
 # --- hot swap -----------------------------------------------------------------------------------
 
 
@@ -577,6 +677,35 @@ def test_a_picture_over_max_image_pixels_gets_a_400(server: Server) -> None:
             answer = client.post("/predict/image", files={"file": ("blank.png", buffer.getvalue(), "image/png")})
             assert answer.status_code == status, (side, answer.text)
     assert "MAX_IMAGE_PIXELS" in answer.json()["error"]
+
+
+def jpeg(side: int, mode: str, progressive: bool) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, (side, side), 255).save(buffer, "JPEG", quality=10, progressive=progressive)
+    return buffer.getvalue()
+
+
+def test_a_progressive_jpeg_counts_its_full_size_in_every_colour_component(server: Server) -> None:
+    """A progressive JPEG decodes at full size whatever the draft scale: a 1 MB one of 9400 x 9400 pixels
+    passed as 1175 x 1175 and cost 510 MiB. A baseline JPEG still decodes at 1/8 scale."""
+    cases = [
+        (3000, "RGB", False, 200),  # 27 M values, decoded at 375 x 375
+        (3000, "RGB", True, 400),  # 27 M values at full size: over MAX_IMAGE_PIXELS (16.7 M)
+        (2000, "L", True, 200),  # 4 M values
+    ]
+    with server.client() as client:
+        answers = [
+            client.post("/predict/image", files={"file": ("digit.jpg", jpeg(side, mode, progressive), "image/jpeg")})
+            for side, mode, progressive, _ in cases
+        ]
+    assert [a.status_code for a in answers] == [status for *_, status in cases], [a.text for a in answers]
+    assert (
+        answers[1]
+        .json()["error"]
+        .startswith(
+            "the picture is a progressive JPEG of 3000x3000 pixels in 3 colour components, which decodes at full size"
+        )
+    )
 
 
 def test_not_ready_messages_do_not_reveal_paths(digits_records: Path, tmp_path: Path) -> None:

@@ -25,9 +25,17 @@ def image_to_sample(data: bytes, sample_shape: tuple[int, int, int], max_pixels:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=FORMATS) as image:
-                # JPEG decodes at 1/2, 1/4 or 1/8 scale when that still covers the model's input:
-                # a phone photo costs a fraction of its full size.
+                # A baseline JPEG decodes at 1/2, 1/4 or 1/8 scale when that still covers the model's
+                # input: a phone photo costs a fraction of its full size. A progressive one does not:
+                # libjpeg keeps every coefficient of every colour component at full size, so those count.
+                (full_w, full_h), components = image.size, len(image.getbands())
                 image.draft(mode, (width, height))
+                if image.info.get("progressive") and full_w * full_h * components > max_pixels:
+                    raise BadInput(
+                        f"the picture is a progressive JPEG of {full_w}x{full_h} pixels in {components} colour "
+                        f"components, which decodes at full size; send at most {max_pixels} pixels across its "
+                        "components (MAX_IMAGE_PIXELS), or a baseline JPEG or PNG"
+                    )
                 if image.width * image.height > max_pixels:
                     raise BadInput(
                         f"the picture has {image.width}x{image.height} pixels; send at most {max_pixels} "
