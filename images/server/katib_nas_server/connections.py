@@ -125,7 +125,9 @@ def limited_protocol(max_header_bytes: int, read_timeout: float, max_connections
             self.waiting_since = self.loop.time()
             self.cancel_deadline()
             super().on_headers_complete()
-            if len(self.pipeline) > MAX_PIPELINED and not self.transport.is_closing():
+            if self.transport.is_closing():  # dropped earlier in this read: parse the rest, keep nothing
+                self.pipeline.clear()
+            elif len(self.pipeline) > MAX_PIPELINED:
                 self.drop()
 
         def on_message_complete(self) -> None:
