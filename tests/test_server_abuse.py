@@ -524,13 +524,14 @@ def test_answers_a_client_never_reads_are_dropped_after_the_read_timeout(digits_
 def test_stalled_bodies_cannot_lock_out_the_probe(digits_records: Path, tmp_path: Path) -> None:
     """Over MAX_CONNECTIONS with every connection's request waiting for its body, the probe was refused:
     only connections waiting for a request head could make room."""
+    stalled = b"Content-Length: 1000\r\n\r\n{"
     experiment = copy_records(digits_records, tmp_path / "exp", "mlp-wide")
     with serving(experiment, tmp_path / "server.log", MAX_CONNECTIONS="50") as server:
-        socks = [raw(server.url) for _ in range(60)]
+        socks = []
         try:
-            for sock in socks:
-                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
-                sock.sendall(b"Content-Length: 1000\r\n\r\n{")
+            for _ in range(60):  # each sends at once, so that an evicted one has nothing left to send
+                socks.append(sock := raw(server.url))
+                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + stalled)
             time.sleep(0.3)
             with server.client() as client:
                 assert [client.get("/v2/health/live").status_code for _ in range(5)] == [200] * 5
