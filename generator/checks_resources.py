@@ -3,6 +3,7 @@ really run at once, GPUs, shared storage and KServe."""
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -340,16 +341,20 @@ def effective_parallelism(nodes: list[Node], workloads: list[Workload], trial: W
     for w in workloads:
         if w.path == "trial":
             continue
-        # Nodes only fill up: once a replica fits nowhere, none after it does. The cap bounds the
-        # work for a huge replica count (a values file may ask for 10**9).
+        # Each replica goes to the node with the fewest GPUs, then the most CPU left (the first in node
+        # order on a tie). Nodes only fill up: a node that cannot hold a replica cannot hold the next,
+        # and once a replica fits nowhere, none after it does. The cap bounds the work for a huge
+        # replica count (a values file may ask for 10**9), the heap for a large cluster.
+        heap = [(n.gpus, -n.cpu, i) for i, n in enumerate(nodes) if eligible(n, w)]
+        heapq.heapify(heap)
         for r in range(min(w.replicas, PLACEMENT_LIMIT)):
-            node = next(
-                (n for n in sorted(nodes, key=lambda n: (n.gpus, -n.cpu)) if eligible(n, w) and n.fits(w.demand)),
-                None,
-            )
-            if node is None:
+            while heap and not nodes[heap[0][2]].fits(w.demand):
+                heapq.heappop(heap)
+            if not heap:
                 break
+            node = nodes[heap[0][2]]
             node.take(w.demand, f"{w.path}-{r}")
+            heapq.heapreplace(heap, (node.gpus, -node.cpu, heap[0][2]))
     count = 0
     for node in nodes:
         if not eligible(node, trial):
@@ -384,9 +389,15 @@ def _parallelism(
         yield (
             "experiment.parallelTrialCount",
             f"{wanted} trials requested at once but profile {profile.name} runs only {capacity} "
-            f"(on {', '.join(used)}); the others wait Pending, set parallelTrialCount to {capacity}",
+            f"(on {node_names(used)}); the others wait Pending, set parallelTrialCount to {capacity}",
             True,
         )
+
+
+def node_names(names: list[str], most: int = 5) -> str:
+    """Node names for a message: the first few, then how many more, so a large cluster keeps it short."""
+    shown = ", ".join(names[:most])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
 
 
 def _storage(
@@ -420,7 +431,7 @@ def _storage(
         yield (
             "persistence.accessModes",
             f"trials and the other pods can land on {len(mounting)} nodes of profile {profile.name} "
-            f"({', '.join(sorted(mounting))}) but {'/'.join(modes)} lets only one node mount the model PVC, so "
+            f"({node_names(sorted(mounting))}) but {'/'.join(modes)} lets only one node mount the model PVC, so "
             "pods elsewhere stay Pending; use [ReadWriteMany] with an RWX storage class, or pin every pod to "
             "one node with nodeSelector",
             False,

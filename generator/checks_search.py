@@ -50,9 +50,10 @@ def experiment_name(release: str, values: ChartValues) -> str:
 
 
 def number(value: Any) -> float | None:
+    """The value as a finite double, as Katib reads a bound; None when it is no number or too large for one."""
     try:
         result = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # an int past a double's range overflows
         return None
     return result if math.isfinite(result) else None
 
@@ -247,7 +248,7 @@ def _early_stopping(values: ChartValues) -> Iterator[Finding]:
     for i, s in enumerate(es.algorithmSettings):
         value = str(s.value)
         # medianstop's ValidateEarlyStoppingSettings parses with Python's int(); the trainer's rules take digits.
-        digits = int(value) if _INT_SETTING.match(value) else None
+        digits = py_int(value) if _INT_SETTING.match(value) else None
         number = py_int(value) if es.algorithmName == "medianstop" else digits
         if s.name == "min_trials_required":
             if number is None or number <= 0:

@@ -19,18 +19,12 @@ from .errors import GeneratorError, LocalRunError, ValuesError
 from .importer import dump_values, import_experiment
 from .kube import prepare_namespace
 from .local import MULTI_OBJECTIVE
+from .outputs import atomic_write
 from .profiles import dump_profile
 from .schema import SCHEMA_PATH, schema_drifted, write_schema
-from .validate import DEFAULT_RELEASE, Report, validate_file
+from .validate import DEFAULT_RELEASE, Report, check_release, validate_file
 
 DEFAULT_OUT = Path("out")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _emit(text: str, output: Path | None, what: str) -> None:
@@ -38,7 +32,7 @@ def _emit(text: str, output: Path | None, what: str) -> None:
     if output is None:
         sys.stdout.write(text)
         return
-    _atomic_write(output, text)
+    atomic_write(output, text, "-o")
     print(f"wrote {what} to {output}", file=sys.stderr)
 
 
@@ -476,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if isinstance(getattr(args, "release", None), str):
+            check_release(args.release)
         code: int = args.func(args)
     except GeneratorError as exc:
         print(exc.message, file=sys.stderr)

@@ -69,3 +69,7 @@ class LocalRunError(GeneratorError, ValueError):
 
 class CompareError(GeneratorError, ValueError):
     """`katib-nas compare` was given arms, seeds or trial records it cannot compare."""
+
+
+class FlagError(GeneratorError, ValueError):
+    """A command-line flag that cannot be used: a release name helm refuses, an output path that cannot be written."""

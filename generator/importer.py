@@ -19,7 +19,7 @@ from katib_nas_contract.flags import trainer_for_image
 from .errors import ImportExperimentError, printable
 from .models import ChartValues
 from .validate import chart_defaults
-from .yamlio import coalesce, validation_problems
+from .yamlio import InputFileError, coalesce, read_yaml_file, validation_problems
 
 # Katib's defaulting webhook fills these when an Experiment leaves them out.
 KATIB_DEFAULT_PARALLEL = 3
@@ -75,18 +75,10 @@ class _Reader:
 
 
 def _find_experiment(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ImportExperimentError(f"{path}: file not found; pass a Katib Experiment YAML file")
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
-    except UnicodeDecodeError:
-        raise ImportExperimentError(printable(f"{path}: not UTF-8 text; save it as UTF-8")) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ImportExperimentError(
-            printable(f"{path}: {where}not valid YAML ({getattr(exc, 'problem', None) or exc})")
-        ) from None
+        docs = [d for d in read_yaml_file(path, "pass a Katib Experiment YAML file", documents=True) if d]
+    except InputFileError as exc:
+        raise ImportExperimentError(printable(f"{path}: {exc.reason}")) from None
     experiments = [d for d in docs if isinstance(d, dict) and d.get("kind") == "Experiment"]
     if len(experiments) != 1:
         raise ImportExperimentError(

@@ -27,7 +27,8 @@ KubeObject = dict[str, Any]
 class StrictModel(BaseModel):
     """Objects we own are closed, so a typo such as `experimnt` fails at install."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # .inf and .nan are no value Katib, helm or Kubernetes can take.
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 class OpenModel(BaseModel):
@@ -560,9 +561,20 @@ class Taint(StrictModel):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
 
+def _quantity(value: str) -> str:
+    """A capacity or reserve: a Kubernetes quantity, not negative (parse_quantity's message says the fix)."""
+    if parse_quantity(value) < 0:
+        raise ValueError(f"{value!r} is negative; give a quantity of 0 or more, such as 500m or 1Gi")
+    return value
+
+
+# Kubernetes supports clusters of up to 5000 nodes.
+MAX_NODES = 5000
+
+
 class NodeGroup(StrictModel):
     name: str = Field(description="Name of this group of identical nodes.")
-    count: int = Field(1, ge=1, description="Nodes in the group.")
+    count: int = Field(1, ge=1, le=MAX_NODES, description="Nodes in the group.")
     cpu: str = Field(description="CPU capacity per node (Kubernetes quantity).")
     memory: str = Field(description="Memory capacity per node (Kubernetes quantity).")
     gpus: int = Field(0, ge=0, description="Physical GPUs per node.")
@@ -586,6 +598,8 @@ class NodeGroup(StrictModel):
     labels: dict[str, str] = Field(default_factory=dict, description="Node labels.")
     taints: list[Taint] = Field(default_factory=list, description="Node taints.")
 
+    _capacity = field_validator("cpu", "memory")(_quantity)
+
     @field_validator("gpuMemory")
     @classmethod
     def _gpu_memory(cls, memory: str | None) -> str | None:
@@ -597,6 +611,8 @@ class NodeGroup(StrictModel):
 class Reserve(StrictModel):
     cpu: str = Field("0", description="CPU kept back per node for the system and Kubernetes.")
     memory: str = Field("0", description="Memory kept back per node.")
+
+    _amount = field_validator("cpu", "memory")(_quantity)
 
 
 class StorageProfile(StrictModel):
@@ -612,7 +628,7 @@ class KServeSupport(StrictModel):
 class ClusterProfile(StrictModel):
     name: str = Field(description="Profile name.")
     description: str = Field("", description="What cluster this describes.")
-    kubernetesVersion: str = Field(description="Kubernetes version of the cluster (x.y).")
+    kubernetesVersion: str = Field(description="Kubernetes version of the cluster (x.y).", pattern=r"^[0-9]+\.[0-9]+$")
     nodes: list[NodeGroup] = Field(min_length=1, description="Node groups.")
     systemReserved: Reserve = Field(default_factory=Reserve, description="Per-node reserve.")
     gpuResourceName: str = Field("nvidia.com/gpu", description="Extended resource name of a GPU.")
@@ -628,3 +644,14 @@ class ClusterProfile(StrictModel):
         description="The cluster's katib-config: algorithm -> Katib suggestion service that serves it (hyperopt, "
         "optuna, goptuna, skopt, hyperband, pbt, enas, darts). Unset: Katib v0.19 standalone's mapping.",
     )
+
+    @field_validator("nodes")
+    @classmethod
+    def _cluster_size(cls, nodes: list[NodeGroup]) -> list[NodeGroup]:
+        total = sum(group.count for group in nodes)
+        if total > MAX_NODES:
+            raise ValueError(
+                f"{total} nodes in all, but Kubernetes supports clusters of up to {MAX_NODES}; describe the cluster "
+                "the values are for"
+            )
+        return nodes

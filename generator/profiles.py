@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from .errors import ProfileError
 from .models import ClusterProfile
-from .yamlio import format_validation_error, yaml_error_text
+from .yamlio import format_validation_error, parse_yaml, yaml_error_text
 
 BUILTIN_PROFILES = ("microk8s", "k3s-gpu")
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
@@ -33,7 +33,7 @@ def load_profile(ref: str, relative_to: Path | None = None) -> ClusterProfile:
             ) from None
         source = str(path)
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
         raise ProfileError(f"{source}: {yaml_error_text(exc)}") from None
     try:

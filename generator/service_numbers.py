@@ -33,7 +33,7 @@ _GO_INF = re.compile(r"[+-]?(?:inf|infinity)", re.IGNORECASE)
 
 def go_atoi(value: str) -> int | None:
     """strconv.Atoi on 64-bit: ASCII digits with an optional sign, within int64."""
-    if not _GO_INT.fullmatch(value):
+    if not _GO_INT.fullmatch(value) or len(value.lstrip("+-").lstrip("0")) > 19:  # past int64, and int()'s limit
         return None
     number = int(value)
     return number if -(2**63) <= number < 2**63 else None

@@ -475,7 +475,10 @@ def _np_arange_length(low: float, high: float, step: float) -> int | None:
     numpy or the service would raise (an empty range, a zero or infinite step)."""
     if step == 0 or not all(math.isfinite(x) for x in (low, high, step)):
         return None
-    n = math.ceil((high + step - low) / step)
+    span = (high + step - low) / step
+    if not math.isfinite(span):  # numpy cannot make an array that long
+        return None
+    n = math.ceil(span)
     if n <= 0:
         return None
     return n - 1 if low + (n - 1) * step > high else n
@@ -495,7 +498,8 @@ def grid_points(parameters: list[Parameter]) -> int | None:
             low, high, step = py_int(str(fs.min)), py_int(str(fs.max)), py_int(step_raw or "1")
             if low is None or high is None or step is None or step == 0:
                 return None
-            sizes.append(len(range(low, high + 1, step)))
+            # len(range(low, high + 1, step)), counted: len() raises past sys.maxsize.
+            sizes.append(max(0, -(-(high + 1 - low) // step)))
         else:
             if not step_raw:
                 return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,27 @@ from .checks_data import check_data
 from .checks_promotion import check_promotion
 from .checks_resources import check_resources
 from .checks_search import check_search
-from .errors import Problem, ProfileError
+from .errors import FlagError, Problem, ProfileError, printable
 from .models import ChartValues, ClusterProfile
 from .profiles import load_profile
 from .suggestion_services import check_algorithm_settings, check_later_requests, check_one_request, check_resume
 from .yamlio import coalesce, dropped_defaults, load_values_file, validation_problems
 
 DEFAULT_RELEASE = "nas"
+# Helm's rule for release names (chartutil.ValidateReleaseName).
+RELEASE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+RELEASE_NAME_MAX = 53
+
+
+def check_release(release: str) -> None:
+    """Refuse a --release that helm refuses, before anything is read or rendered."""
+    if len(release) > RELEASE_NAME_MAX or not RELEASE_NAME.match(release):
+        raise FlagError(
+            printable(
+                f"--release {release!r}: helm refuses it as a release name; use at most {RELEASE_NAME_MAX} lowercase "
+                "letters, digits, '-' and '.', starting and ending with a letter or digit"
+            )
+        )
 
 
 def chart_defaults() -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from generator.cli import main
+from generator.importer import import_experiment
 from generator.validate import validate_file
 from katib_nas_contract.provenance import ENVIRONMENT
 
@@ -148,8 +149,19 @@ def test_import_keeps_the_pvc_as_an_existing_claim(tmp_path: Path) -> None:
             "spec.trialTemplate.trialSpec: container 'training-container' has no command; Katib's StdOut collector "
             "replaces the entrypoint with `sh -c`, so set command explicitly",
         ),
+        (
+            (EXAMPLES / "hpo-random.yaml").read_text().replace("  name: random-hpo\n", "  name: 2021-02-30\n"),
+            "metadata.name: '2021-02-30' is not allowed here; use lowercase letters, digits and '-', starting with a "
+            "letter and ending with a letter or digit",
+        ),
+        (
+            (EXAMPLES / "hpo-random.yaml")
+            .read_text()
+            .replace("  maxTrialCount: 12\n", f"  maxTrialCount: {'1' * 5000}\n"),
+            "line 16: a number of 5000 characters is too long to read; shorten it, or quote it if it is text",
+        ),
     ],
-    ids=["tfjob", "not-an-experiment", "no-max-trials", "no-command"],
+    ids=["tfjob", "not-an-experiment", "no-max-trials", "no-command", "impossible-date-name", "int-of-5000-digits"],
 )
 def test_import_refuses_what_it_cannot_carry_over(
     text: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -163,6 +175,19 @@ def test_import_refuses_what_it_cannot_carry_over(
 
 
 HPO = yaml.safe_load((EXAMPLES / "hpo-random.yaml").read_text())
+
+
+def test_an_unquoted_date_is_imported_as_the_text_helm_sees(tmp_path: Path) -> None:
+    text = (EXAMPLES / "hpo-random.yaml").read_text()
+    dated = text.replace(
+        "                command:\n",
+        "                env:\n                  - {name: SINCE, value: 2021-01-01}\n                command:\n",
+        1,
+    )
+    assert dated != text
+    source = tmp_path / "experiment.yaml"
+    source.write_text(dated)
+    assert import_experiment(source)["trial"]["env"] == [{"name": "SINCE", "value": "2021-01-01"}]
 
 
 def _without(path: str) -> dict[str, Any]:

@@ -437,3 +437,83 @@ def test_a_random_state_that_is_no_number_is_one_line(multi_objective: str | Non
             multi_objective_sampler(multi_objective, experiment, "exp", 0)
         else:
             sampler_for(experiment, "exp", 0)
+
+
+@pytest.mark.parametrize(("setting", "seed"), [("4294967296", 0), ("-1", 2**32 - 1), ("7", 7)])
+def test_a_seed_the_service_takes_seeds_the_local_sampler(setting: str, seed: int) -> None:
+    # hyperopt takes any seed from 0, goptuna any int64; Optuna's samplers only 0 to 2**32 - 1.
+    from generator.local.samplers import random_state
+
+    assert random_state({"random_state": setting}, 0, "f.yaml") == seed
+    for algorithm in ("random", "cmaes"):
+        settings = [{"name": "random_state", "value": setting}]
+        algorithm_values = {"algorithmName": algorithm, "algorithmSettings": settings}
+        experiment = Experiment.model_validate({"algorithm": algorithm_values})
+        sampler_for(experiment, "f.yaml", 0)
+
+
+def _goptuna_cmaes(sigma: str) -> Experiment:
+    settings = [{"name": "sigma", "value": sigma}]
+    return Experiment.model_validate({"algorithm": {"algorithmName": "cmaes", "algorithmSettings": settings}})
+
+
+def test_goptunas_sigma_is_read_as_go_reads_it() -> None:
+    from optuna.samplers import CmaEsSampler
+
+    sampler = sampler_for(_goptuna_cmaes("0x1p-2"), "f.yaml", 0)
+    assert isinstance(sampler, CmaEsSampler) and sampler._sigma0 == 0.25
+
+
+def test_a_sigma_the_local_cmaes_cannot_start_from_is_one_line() -> None:
+    with pytest.raises(LocalRunError) as refused:
+        sampler_for(_goptuna_cmaes("NaN"), "f.yaml", 0)
+    assert refused.value.message == (
+        "f.yaml: experiment.algorithm.algorithmSettings: sigma 'NaN' is no number the local CMA-ES can start from; "
+        "give a positive one"
+    )
+
+
+def test_a_grid_too_large_to_list_is_refused_before_it_is_listed() -> None:
+    """A grid over 0..1e9 was listed value by value (minutes and gigabytes): it is counted first."""
+    code = (
+        "from generator.local.samplers import sampler_for; from generator.models import Experiment\n"
+        "e = Experiment.model_validate({'algorithm': {'algorithmName': 'grid'}, 'parameters': [{'name': 'x', "
+        "'parameterType': 'int', 'feasibleSpace': {'min': '0', 'max': '1000000000'}}]})\n"
+        "sampler_for(e, 'f.yaml', 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "generator.errors.LocalRunError: f.yaml: experiment.parameters: the grid has 1000000001 points and the local "
+        "runner lists each one, at most 100000; narrow the ranges or widen the steps"
+    )
+
+
+def test_a_refused_sampler_names_the_values_file_and_writes_nothing(tmp_path: Path) -> None:
+    # goptuna's cmaes takes a NaN sigma; Optuna's CMA-ES fails on it.
+    algorithm = {"algorithmName": "cmaes", "algorithmSettings": [{"name": "sigma", "value": "nan"}]}
+    doubles = [
+        {"name": name, "parameterType": "double", "feasibleSpace": {"min": "0.001", "max": "0.1"}}
+        for name in ("lr", "dropout")
+    ]
+    values = values_file(tmp_path, {**SEARCH, "algorithm": algorithm, "parameters": doubles}, TRIAL)
+    out = tmp_path / "out"
+    proc = katib_nas("run", "--local", str(values), "--out", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"{values}: experiment.algorithm.algorithmSettings: sigma 'nan' is no number the local CMA-ES can start "
+        "from; give a positive one"
+    )
+    assert not out.exists()
+
+
+def test_an_out_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    values = values_file(tmp_path, SEARCH, TRIAL)
+    out = tmp_path / "a-file"
+    out.write_text("")
+    proc = katib_nas("run", "--local", str(values), "--out", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (
+        f"--out: cannot create {out / 'models' / 'digits-local' / '.logs'} ({out}: not a directory); give --out a "
+        "directory you can write\n"
+    )

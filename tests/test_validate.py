@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import copy
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +16,19 @@ import yaml
 
 from generator.cli import main
 
-from .conftest import ROOT, TOOLS
+from .conftest import ROOT, TOOLS, tool_env
 
 BASES = {name: yaml.safe_load((ROOT / "values" / f"{name}.yaml").read_text()) for name in ("microk8s", "k3s-gpu")}
 LR = {"name": "lr", "parameterType": "double", "feasibleSpace": {"min": 0.001, "max": 0.01}}
 OPT = {"name": "optimizer", "parameterType": "categorical", "feasibleSpace": {"list": ["adam", "sgd"]}}
 LAYERS = {"name": "num-layers", "parameterType": "int", "feasibleSpace": {"min": 1, "max": 3}}
+
+
+# A trainer of the user's own: no katib-nas flag ranges, no katib-nas early stopping.
+OWN_TRAINER: dict[str, Any] = {
+    "trial": {"image": {"repository": "me/trainer"}, "command": ["python", "-m", "mine"]},
+    "experiment": {"earlyStopping": {"enabled": False}},
+}
 
 
 def params(*items: dict[str, Any]) -> dict[str, Any]:
@@ -740,6 +750,114 @@ CASES: list[tuple[str, str, dict[str, Any], list[str], int]] = [
         ],
         2,
     ),
+    (
+        "goal-not-finite",
+        "microk8s",
+        {"experiment": {"objective": {"goal": float("inf")}}},
+        ["{f}: experiment.objective.goal: Input should be a finite number; write a number, not .inf or .nan"],
+        2,
+    ),
+    (
+        "bound-not-a-number",
+        "microk8s",
+        params(space("lr", "double", min=0.001, max=float("nan"))),
+        [
+            "{f}: experiment.parameters[0].feasibleSpace.max: Input should be a finite number; write a number, not "
+            ".inf or .nan"
+        ],
+        2,
+    ),
+    (
+        "bound-past-a-double",
+        "microk8s",
+        params(space("lr", "double", min=0.001, max=10**400)),
+        [
+            f"{{f}}: experiment.parameters[0].feasibleSpace.max: {10**400} is not a number",
+            f"{{f}}: experiment.parameters[0].feasibleSpace: --lr={10**400} is not a number",
+        ],
+        2,
+    ),
+    (
+        "early-stopping-setting-of-5000-digits",
+        "microk8s",
+        {"experiment": {"earlyStopping": {"algorithmSettings": [{"name": "start_step", "value": "1" * 5000}]}}},
+        [
+            "{f}: experiment.earlyStopping.algorithmSettings[0].value: start_step must be an integer >= 1, not "
+            f"'{'1' * 5000}'"
+        ],
+        2,
+    ),
+    (
+        "goptuna-bound-of-5000-digits",
+        "microk8s",
+        {
+            "experiment": {
+                "algorithm": {"algorithmName": "sobol"},
+                "resumePolicy": "LongRunning",
+                "parameters": [space("num-layers", "int", min="1" * 5000, max="3")],
+            }
+        },
+        [
+            f"{{f}}: experiment.parameters[0].feasibleSpace.min: '{'1' * 5000}' is not a number",
+            f"{{f}}: experiment.parameters[0].feasibleSpace: --num-layers={'1' * 5000} is not an integer",
+            "{f}: experiment.parameters[0].feasibleSpace.min: Katib's goptuna service needs a whole number here, not "
+            f"'{'1' * 5000}'",
+        ],
+        2,
+    ),
+    (
+        "grid-of-doubles-past-a-double",
+        "microk8s",
+        merged(
+            OWN_TRAINER,
+            {
+                "experiment": {
+                    "algorithm": {"algorithmName": "grid"},
+                    "resumePolicy": "LongRunning",
+                    "parameters": [space("lr", "double", min="-1e308", max="1e308", step="1")],
+                }
+            },
+        ),
+        ["{f}: experiment.parameters: Katib's grid service cannot enumerate this search space; check the steps"],
+        2,
+    ),
+    (
+        "grid-of-ints-past-sys-maxsize",
+        "microk8s",
+        merged(
+            OWN_TRAINER,
+            {
+                "experiment": {
+                    "algorithm": {"algorithmName": "grid"},
+                    "resumePolicy": "LongRunning",
+                    "parameters": [space("lr", "int", min="0", max=str(10**23))],
+                }
+            },
+        ),
+        [],
+        0,
+    ),
+    (
+        "memory-past-a-quantity",
+        "microk8s",
+        {"trial": {"resources": {"requests": {"memory": "1e400"}}}},
+        [
+            "{f}: trial.resources.requests: a trial asks for 1050m CPU and 8.59e+09Gi plus Katib's metrics-collector "
+            "sidecar, but the largest node (microk8s) has 6500m CPU and 13Gi allocatable after system reserve; lower "
+            "the requests"
+        ],
+        2,
+    ),
+    (
+        "cpu-past-a-quantity",
+        "microk8s",
+        {"extract": {"resources": {"requests": {"cpu": "1e400"}}}},
+        [
+            "{f}: extract.resources.requests: the extraction pod asks for 9.22337e+18 CPU and 128Mi, but the largest "
+            "node (microk8s) has 6500m CPU and 13Gi allocatable after system reserve; lower the requests"
+        ],
+        2,
+    ),
 ]
 
 
@@ -842,3 +960,185 @@ def test_a_profile_that_is_not_yaml_is_one_line(tmp_path: Path, capsys: pytest.C
         f"{path}: profile: {tmp_path / 'lab.yaml'}: line 2: not valid YAML "
         "(expected the node content, but found '<stream end>')\n"
     )
+
+
+MICROK8S_TEXT = (ROOT / "values" / "microk8s.yaml").read_text()
+APPENDED = MICROK8S_TEXT.count("\n") + 1  # the line number of text appended to it
+
+
+def _values_text(tmp_path: Path, extra: str) -> Path:
+    """The shipped microk8s values file with YAML text appended (written as a user writes it, which
+    yaml.safe_dump of a dict cannot: unquoted dates, anchors and aliases)."""
+    path = tmp_path / "values.yaml"
+    path.write_text(MICROK8S_TEXT + extra)
+    return path
+
+
+def test_an_unquoted_date_stays_the_text_helm_sees(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # PyYAML made it a date(), which raised ValueError (day is out of range for month).
+    path = _values_text(tmp_path, "nameOverride: 2021-02-30\n")
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_an_impossible_date_as_the_experiment_name_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "values.yaml"
+    path.write_text("profile: microk8s\nexperiment:\n  name: 2021-02-30\n")
+    assert main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        f"{path}: experiment.name: '2021-02-30' is not allowed here; use lowercase letters, digits and '-', "
+        "starting with a letter and ending with a letter or digit\n"
+    )
+
+
+def test_a_date_in_a_free_form_block_renders_as_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """trial.env is passed through: a date there once passed validate and crashed json.dumps in render."""
+    monkeypatch.setenv("HELM", str(TOOLS / "helm"))
+    text = MICROK8S_TEXT.replace("trial:\n", "trial:\n  env:\n    - name: SINCE\n      value: 2021-01-01\n", 1)
+    assert text != MICROK8S_TEXT
+    path = tmp_path / "values.yaml"
+    path.write_text(text)
+    out = tmp_path / "rendered.yaml"
+    assert main(["render", str(path), "-o", str(out)]) == 0, capsys.readouterr().err
+    experiment = next(d for d in yaml.safe_load_all(out.read_text()) if d and d["kind"] == "Experiment")
+    container = experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "SINCE", "value": "2021-01-01"} in container["env"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            f"nameOverride: {'1' * 5000}\n",
+            "line {line}: a number of 5000 characters is too long to read; shorten it, or quote it if it is text",
+        ),
+        ("x: " + "[" * 5000 + "]" * 5000 + "\n", "nests mappings and lists more than 100 levels deep; flatten it"),
+        (
+            "x: " + "[" * 101 + "]" * 101 + "\n",
+            "line {line}: nests mappings and lists more than 100 levels deep; flatten it",
+        ),
+        ("x: &loop [a, *loop]\n", "line {line}: an alias (*name) refers to the node that holds it; remove the loop"),
+        ("x: !!binary //79\n", "line {line}: !!binary data that is not UTF-8 text; write the text itself"),
+    ],
+    ids=["int-of-5000-digits", "nested-5000-deep", "nested-101-deep", "alias-loop", "binary-not-text"],
+)
+def test_yaml_python_cannot_take_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str, expected: str
+) -> None:
+    path = _values_text(tmp_path, extra)
+    for command in (["validate"], ["render"], ["install"]):
+        assert main([*command, str(path)]) == 2
+        assert capsys.readouterr().err == f"{path}: {expected.format(line=APPENDED)}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["values.yaml"]
+
+
+def test_an_alias_bomb_is_refused_at_load(tmp_path: Path) -> None:
+    """Nine levels of nine-item anchors under trial.affinity expand to 387 million values: validate
+    (json.dumps of the trial spec) and render hung on them. Refused at load, in a bounded time."""
+    levels = ['    a0: &a0 ["x","x","x","x","x","x","x","x","x"]\n']
+    levels += [f"    a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9)]
+    text = MICROK8S_TEXT.replace("trial:\n", "trial:\n  affinity:\n" + "".join(levels), 1)
+    path = tmp_path / "values.yaml"
+    path.write_text(text)
+    # Counting stops at the first anchor past 100000 values: a5, 9**6 strings.
+    line = text.splitlines().index(levels[5].rstrip("\n")) + 1
+    for command in ("validate", "render"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "generator", command, str(path)],
+            capture_output=True,
+            text=True,
+            env=tool_env(),
+            cwd=ROOT,
+            timeout=20,
+        )
+        assert proc.returncode == 2
+        assert proc.stderr == (
+            f"{path}: line {line}: holds more than 100000 values once its aliases (*name) are expanded; write the "
+            "values out, or use fewer aliases\n"
+        )
+
+
+def test_the_yaml_loader_reads_values_as_go_does() -> None:
+    from generator.yamlio import parse_yaml
+
+    text = (
+        "stamp: 2001-12-14t21:59:43.10-05:00\ntagged: !!timestamp 2020-01-01\nequals: =\nset: !!set {a, b}\n"
+        "omap: !!omap [{a: 1}, {b: 2}]\nbinary: !!binary aGVsbG8=\n"
+    )
+    assert parse_yaml(text) == {
+        "stamp": "2001-12-14t21:59:43.10-05:00",
+        "tagged": "2020-01-01",
+        "equals": "=",
+        "set": {"a": None, "b": None},
+        "omap": [{"a": 1}, {"b": 2}],
+        "binary": "hello",
+    }
+
+
+PROFILE = yaml.safe_load((ROOT / "generator" / "profiles" / "microk8s.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            {"nodes": [{"name": "n", "cpu": "eight", "memory": "16Gi"}]},
+            ["nodes[0].cpu: 'eight' is not a Kubernetes quantity (examples: 500m, 2, 1.5Gi, 512Mi)"],
+        ),
+        (
+            {"systemReserved": {"cpu": "1", "memory": "-1Gi"}},
+            ["systemReserved.memory: '-1Gi' is negative; give a quantity of 0 or more, such as 500m or 1Gi"],
+        ),
+        (
+            {"metricsCollectorRequests": {"cpu": "lots", "memory": "10Mi"}},
+            ["metricsCollectorRequests.cpu: 'lots' is not a Kubernetes quantity (examples: 500m, 2, 1.5Gi, 512Mi)"],
+        ),
+        (
+            {"kubernetesVersion": "abc"},
+            ["kubernetesVersion: 'abc' is not allowed here; use the cluster's major.minor version, such as 1.31"],
+        ),
+        (
+            {"nodes": [{"name": "n", "count": 1000000, "cpu": "8", "memory": "16Gi"}]},
+            ["nodes[0].count: Input should be less than or equal to 5000"],
+        ),
+        (
+            {"nodes": [{"name": f"n{i}", "count": 3000, "cpu": "8", "memory": "16Gi"} for i in range(2)]},
+            [
+                "nodes: 6000 nodes in all, but Kubernetes supports clusters of up to 5000; describe the cluster the "
+                "values are for"
+            ],
+        ),
+    ],
+    ids=["node-cpu", "reserve-negative", "collector-cpu", "kubernetes-version", "node-count", "cluster-size"],
+)
+def test_a_profile_field_helm_or_the_checks_cannot_read_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], override: dict[str, Any], expected: list[str]
+) -> None:
+    (tmp_path / "lab.yaml").write_text(yaml.safe_dump(merged(PROFILE, override)))
+    path = tmp_path / "values.yaml"
+    path.write_text(yaml.safe_dump(merged(BASES["microk8s"], {"profile": "lab.yaml"})))
+    assert main(["validate", str(path)]) == 2
+    profile = tmp_path / "lab.yaml"
+    assert capsys.readouterr().err.splitlines() == [f"{path}: profile: {profile}: {line}" for line in expected]
+
+
+def test_a_large_cluster_is_named_in_a_short_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    nodes = [{"name": "node", "count": 5000, "cpu": "8", "memory": "16Gi"}]
+    (tmp_path / "lab.yaml").write_text(yaml.safe_dump(merged(PROFILE, {"nodes": nodes})))
+    path = tmp_path / "values.yaml"
+    values = merged(BASES["microk8s"], {"profile": "lab.yaml", "experiment": {"earlyStopping": {"enabled": False}}})
+    values["server"]["replicas"] = 10**9
+    path.write_text(yaml.safe_dump(values))
+    started = time.monotonic()
+    assert main(["validate", str(path)]) == 2
+    assert time.monotonic() - started < 20
+    assert capsys.readouterr().err.splitlines() == [
+        f"{path}: persistence.accessModes: trials and the other pods can land on 5000 nodes of profile microk8s "
+        "(node-1, node-10, node-100, node-1000, node-1001 and 4995 more) but ReadWriteOnce lets only one node mount "
+        "the model PVC, so pods elsewhere stay Pending; use [ReadWriteMany] with an RWX storage class, or pin every "
+        "pod to one node with nodeSelector"
+    ]

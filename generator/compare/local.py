@@ -14,7 +14,9 @@ from ..errors import CompareError, LocalRunError, ValuesError
 from ..local.plan import Plan, plan
 from ..local.progress import Progress
 from ..local.runner import LocalRunner
+from ..outputs import atomic_write, make_dirs
 from ..validate import Report, validate_data
+from ..yamlio import InputFileError, read_yaml_file
 from .arms import Arm, arm_values
 from .runs import SearchRun, read_run
 
@@ -44,7 +46,7 @@ def prepare(source: Path, report: Report, arms: list[Arm], seeds: int, out: Path
                 continue
             root = out / "runs" / arm.label / f"seed-{seed}"
             earlier = root / VALUES
-            if earlier.is_file() and yaml.safe_load(earlier.read_text(encoding="utf-8")) != values:
+            if _holds_other_values(earlier, values):
                 raise CompareError(
                     f"{root}: holds a search of other values (another values file or arm); use another --out "
                     "or delete that folder"
@@ -53,6 +55,14 @@ def prepare(source: Path, report: Report, arms: list[Arm], seeds: int, out: Path
     if problems:
         raise ValuesError(problems)
     return searches
+
+
+def _holds_other_values(path: Path, values: dict[str, Any]) -> bool:
+    """Whether an earlier search's values file is there and says other values (or cannot be read)."""
+    try:
+        return path.exists() and read_yaml_file(path, "") != values
+    except (OSError, InputFileError):
+        return True
 
 
 class _Labelled(Progress):
@@ -74,8 +84,8 @@ def run_all(
     runs = []
     for i, s in enumerate(searches, start=1):
         label = f"[{i}/{len(searches)}] {s.arm.label} seed {s.seed}"
-        s.model_root.mkdir(parents=True, exist_ok=True)
-        (s.model_root / VALUES).write_text(yaml.safe_dump(s.values, sort_keys=False), encoding="utf-8")
+        make_dirs(s.model_root, "--out")
+        atomic_write(s.model_root / VALUES, yaml.safe_dump(s.values, sort_keys=False), "--out")
         runner = LocalRunner(s.plan, s.model_root, parallel=parallel, progress=_Labelled(label, stream))
         summary = runner.run()
         if summary.interrupted:

@@ -27,6 +27,7 @@ REFERENCE = re.compile(r"\$\{trialParameters\.([^}]+)\}")
 @dataclass(frozen=True)
 class Plan:
     name: str  # the Experiment's name: records go to <model root>/<name>/<trial>/
+    source: str  # the values file, as messages name it
     values: ChartValues
     command: list[str]
     args: list[str]  # with ${trialParameters.X} references, as in the trial template
@@ -59,6 +60,7 @@ def plan(report: Report, release: str) -> Plan:
     container = template["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
     return Plan(
         name=experiment["metadata"]["name"],
+        source=report.file,
         values=report.values,
         command=list(container["command"]),
         args=list(container.get("args", [])),

@@ -33,6 +33,7 @@ from katib_nas_contract.record import METRICS, SERVING_COST
 from katib_nas_contract.serving_cost import LATENCY_P99, Budget
 
 from ..errors import LocalRunError
+from ..outputs import make_dirs
 from .collector import parse_line, reduce
 from .plan import Plan, trial_argv
 from .progress import Progress
@@ -101,8 +102,13 @@ class LocalRunner:
         ok = isinstance(pointer, dict) and isinstance(pointer.get("value"), int | float)
         self.best = _best_text(pointer.get("metric"), pointer["value"], pointer.get("trial")) if ok else "-"
         self.space = search_space(e.parameters)
-        self.experiment_dir.mkdir(parents=True, exist_ok=True)
-        self.logs.mkdir(exist_ok=True)
+        # The sampler first: a values file it refuses leaves nothing behind.
+        sampler = (
+            multi_objective_sampler(multi_objective, e, plan.source, seed=0)
+            if multi_objective
+            else sampler_for(e, plan.source, seed=0, services=plan.services)
+        )
+        make_dirs(self.logs, "--out")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         storage = JournalStorage(JournalFileBackend(str(self.experiment_dir / "study.journal")))
         directions = [e.objective.type] + (["minimize"] if multi_objective else [])
@@ -114,13 +120,7 @@ class LocalRunner:
                 "way, or give a new run its own --out"
             )
         self.study = optuna.create_study(
-            study_name=plan.name,
-            storage=storage,
-            sampler=multi_objective_sampler(multi_objective, e, str(plan.name), seed=0)
-            if multi_objective
-            else sampler_for(e, str(plan.name), seed=0, services=plan.services),
-            directions=directions,
-            load_if_exists=True,
+            study_name=plan.name, storage=storage, sampler=sampler, directions=directions, load_if_exists=True
         )
 
     # --- trials --------------------------------------------------------------------------------

@@ -27,9 +27,22 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import LocalRunError
 from ..models import Experiment
+from ..service_numbers import go_parse_float, py_float, py_int
 from ..suggestion_services import service_for
 from . import MULTI_OBJECTIVE
-from .space import grid
+from .space import GRID_LIMIT, grid, grid_size
+
+# Optuna's samplers seed numpy's RandomState, which takes 0 to 2**32 - 1.
+SEEDS = 2**32
+PATH = "experiment.algorithm.algorithmSettings"
+
+
+class _Refused(Exception):
+    """A value the Katib service takes but its local stand-in cannot: `message` starts at the value path."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class _Grid(GridSampler):
@@ -97,17 +110,32 @@ def _goptuna_tpe(e: Experiment, settings: Settings, seed: int) -> BaseSampler:
 
 
 def _grid(e: Experiment, settings: Settings, seed: int) -> BaseSampler:
+    # Optuna's GridSampler lists every point of the grid up front.
+    points = grid_size(e.parameters)
+    if points > GRID_LIMIT:
+        raise _Refused(
+            f"experiment.parameters: the grid has {points} points and the local runner lists each one, at most "
+            f"{GRID_LIMIT}; narrow the ranges or widen the steps"
+        )
     return _Grid(grid(e.parameters), seed=seed)
 
 
-def _cmaes(e: Experiment, settings: Settings, seed: int) -> BaseSampler:
+def _cmaes(parse: Callable[[str], float | None]) -> Callable[[Experiment, Settings, int], BaseSampler]:
     # CMA-ES from the first trial (goptuna's n_startup_trials is 0 there, Optuna's least is 1), with the
-    # service's sigma; categorical parameters drawn at random beside it, as both services do. No
-    # restarts: Optuna 5's CmaEsSampler ignores restart_strategy (moved to OptunaHub, not installed).
-    sigma = settings.get("sigma")
-    with warnings.catch_warnings():  # sigma0 is deprecated in Optuna 4.9 but still applied
-        warnings.simplefilter("ignore", FutureWarning)
-        return CmaEsSampler(seed=seed, sigma0=float(sigma) if sigma else None, warn_independent_sampling=False)
+    # service's sigma, read as the service reads it (Python's float(), Go's ParseFloat); categorical
+    # parameters drawn at random beside it, as both services do. No restarts: Optuna 5's CmaEsSampler
+    # ignores restart_strategy (moved to OptunaHub, not installed).
+    def make(e: Experiment, settings: Settings, seed: int) -> BaseSampler:
+        text = settings.get("sigma")
+        sigma = parse(text) if text else None
+        if text and (sigma is None or math.isnan(sigma)):
+            # Validate refused any other text; goptuna takes NaN, which Optuna's CMA-ES fails on.
+            raise _Refused(f"{PATH}: sigma {text!r} is no number the local CMA-ES can start from; give a positive one")
+        with warnings.catch_warnings():  # sigma0 is deprecated in Optuna 4.9 but still applied
+            warnings.simplefilter("ignore", FutureWarning)
+            return CmaEsSampler(seed=seed, sigma0=sigma, warn_independent_sampling=False)
+
+    return make
 
 
 def _sobol(e: Experiment, settings: Settings, seed: int) -> BaseSampler:
@@ -129,10 +157,10 @@ STAND_INS: dict[tuple[str, str], Callable[[Experiment, Settings, int], BaseSampl
     ("optuna", "tpe"): _optuna_tpe(multivariate=False),
     ("optuna", "multivariate-tpe"): _optuna_tpe(multivariate=True),
     ("optuna", "grid"): _grid,
-    ("optuna", "cmaes"): _cmaes,
+    ("optuna", "cmaes"): _cmaes(py_float),
     ("goptuna", "random"): _random,
     ("goptuna", "tpe"): _goptuna_tpe,
-    ("goptuna", "cmaes"): _cmaes,
+    ("goptuna", "cmaes"): _cmaes(go_parse_float),
     ("goptuna", "sobol"): _sobol,
     ("skopt", "bayesianoptimization"): _skopt_gp,
 }
@@ -158,22 +186,27 @@ def sampler_for(experiment: Experiment, source: str, seed: int, services: dict[s
             f"{source}: experiment.algorithm.algorithmName: {name} has no local equivalent; run it on a cluster, "
             f"or use one of {', '.join(LOCAL)} locally"
         )
-    return make(experiment, settings, random_state(settings, seed, source))
+    try:
+        return make(experiment, settings, random_state(settings, seed, source))
+    except _Refused as exc:
+        raise LocalRunError(f"{source}: {exc.message}") from None
 
 
 def random_state(settings: dict[str, str], default: int, source: str) -> int:
     """The sampler's seed: the algorithm's random_state setting. A setting the Katib service ignores
-    (goptuna's sobol reads none) is not checked as a number, so it can be any text: one line, not a traceback."""
+    (goptuna's sobol reads none) is not checked as a number, so it can be any text: one line, not a traceback.
+    The services take seeds Optuna's samplers cannot (hyperopt any seed from 0, goptuna any int64), so the
+    seed is taken modulo 2**32: the same setting still gives the same local search."""
     value = settings.get("random_state")
     if value is None:
         return default
-    try:
-        return int(value)
-    except ValueError:
+    seed = py_int(value)
+    if seed is None:
         raise LocalRunError(
-            f"{source}: experiment.algorithm.algorithmSettings: random_state {value!r} is not a whole number; the "
-            "local runner seeds its sampler with it"
-        ) from None
+            f"{source}: {PATH}: random_state {value!r} is not a whole number; the local runner seeds its sampler "
+            "with it"
+        )
+    return seed % SEEDS
 
 
 def multi_objective_sampler(name: str, experiment: Experiment, source: str, seed: int) -> BaseSampler:

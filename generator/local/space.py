@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -25,19 +26,44 @@ def search_space(parameters: list[Parameter]) -> dict[str, BaseDistribution]:
     return {p.name: distribution(p) for p in parameters}
 
 
+# Points of a grid the local runner lists (Optuna's GridSampler holds every one in memory).
+GRID_LIMIT = 100_000
+
+
+def _values(d: BaseDistribution) -> range | list[Any]:
+    """The values of one parameter of the grid, as a range where they are numbers, so that counting
+    them costs nothing."""
+    if isinstance(d, CategoricalDistribution):
+        return list(d.choices)
+    if isinstance(d, IntDistribution):
+        return range(d.low, d.high + 1, d.step)
+    assert isinstance(d, FloatDistribution) and d.step is not None
+    return range(round((d.high - d.low) / d.step) + 1)
+
+
+def grid_size(parameters: list[Parameter]) -> int:
+    """The number of points of the grid (validate made the bounds and steps finite numbers)."""
+    sizes = []
+    for p in parameters:
+        values = _values(distribution(p))
+        # len() of a range past sys.maxsize raises; its steps are positive.
+        sizes.append(
+            max(0, -(-(values.stop - values.start) // values.step)) if isinstance(values, range) else len(values)
+        )
+    return math.prod(sizes)
+
+
 def grid(parameters: list[Parameter]) -> dict[str, list[Any]]:
     """Every value of each parameter, as Katib's grid enumerates it (double needs a step)."""
     out: dict[str, list[Any]] = {}
     for p in parameters:
         d = distribution(p)
-        if isinstance(d, CategoricalDistribution):
-            out[p.name] = list(d.choices)
-        elif isinstance(d, IntDistribution):
-            out[p.name] = list(range(d.low, d.high + 1, d.step))
+        values = _values(d)
+        if isinstance(d, FloatDistribution):
+            assert d.step is not None
+            out[p.name] = [round(d.low + i * d.step, 12) for i in values]
         else:
-            assert isinstance(d, FloatDistribution) and d.step is not None
-            count = round((d.high - d.low) / d.step)
-            out[p.name] = [round(d.low + i * d.step, 12) for i in range(count + 1)]
+            out[p.name] = list(values)
     return out
 
 
