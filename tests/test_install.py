@@ -398,6 +398,8 @@ def test_katibs_webhook_accepts_every_experiment_the_generator_accepts(
 #   suggestion Katib's suggestion or early-stopping service fails on the search space or settings
 #   trial      trials fail or report nothing: the katib-nas trainer's flags, metrics and rules
 #   cluster    pods cannot be placed or cannot share the PVC, or the generator has no cluster profile
+#   promotion  the promotion step finds no trial record that holds what the budget compares
+#   batch      the batch-inference Job fails once the search ends
 FIRST_STOP = {
     "typo": ("helm", "don't meet the specifications of the schema"),
     "wrong-type": ("helm", "don't meet the specifications of the schema"),
@@ -410,6 +412,10 @@ FIRST_STOP = {
     "budget-not-positive": ("helm", "don't meet the specifications of the schema"),
     # Katib admits it; promotion would find no record holding the objective and rule out every model.
     "budget-objective-not-in-records": ("promotion", ""),
+    # json.dumps writes inf as Infinity, which helm's YAML reads as a string: the schema wants a number.
+    "goal-not-finite": ("helm", "don't meet the specifications of the schema"),
+    # Katib admits it; the batch Job fails once the search ends (its samples do not fit the model).
+    "batch-scores-another-data-set": ("batch", ""),
     "prometheus-collector": ("webhook", "spec.metricsCollectorSpec.collector.kind"),
     "duplicate-parameter": ("webhook", "spec.trialTemplate.trialParameters[1].name"),
     "list-on-double": ("webhook", "spec.parameters[0].feasibleSpace.list"),
@@ -438,6 +444,11 @@ FIRST_STOP = {
             "tpe-unknown-setting",
             "enas-without-nasconfig",
             "medianstop-start-step-zero",
+            # Katib's webhook reads none of these bounds as a number; the service is the first that does.
+            "bound-not-a-number",
+            "bound-past-a-double",
+            "goptuna-bound-of-5000-digits",
+            "grid-of-doubles-past-a-double",
         ],
         ("suggestion", ""),
     ),
@@ -455,6 +466,7 @@ FIRST_STOP = {
             "trainer-flag-bad-choice",
             # The trainer refuses a budget over its card before training (gpu_memory.fraction).
             "gpu-budget-over-a-whole-card",
+            "early-stopping-setting-of-5000-digits",  # the median rule's settings are trainer flags
         ],
         ("trial", ""),
     ),
@@ -472,6 +484,8 @@ FIRST_STOP = {
             "kserve-on-one-small-node",
             "profile-unset",
             "profile-file-missing",
+            "memory-past-a-quantity",
+            "cpu-past-a-quantity",
         ],
         ("cluster", ""),
     ),
