@@ -79,3 +79,8 @@ def go_parse_float(value: str) -> float | None:
     else:
         return None
     return result if math.isfinite(result) else None
+
+
+def range_length(start: int, stop: int, step: int) -> int:
+    """len(range(start, stop, step)) for a non-zero step, counted: len() raises past sys.maxsize."""
+    return max(0, -(-(stop - start) // step))

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 from .models import Experiment, Parameter
 from .nas_config import check_nas_config
-from .service_numbers import go_atoi, go_parse_float, py_float, py_int
+from .service_numbers import go_atoi, go_parse_float, py_float, py_int, range_length
 
 # (value path, message, warning)
 Finding = tuple[str, str, bool]
@@ -498,8 +498,7 @@ def grid_points(parameters: list[Parameter]) -> int | None:
             low, high, step = py_int(str(fs.min)), py_int(str(fs.max)), py_int(step_raw or "1")
             if low is None or high is None or step is None or step == 0:
                 return None
-            # len(range(low, high + 1, step)), counted: len() raises past sys.maxsize.
-            sizes.append(max(0, -(-(high + 1 - low) // step)))
+            sizes.append(range_length(low, high + 1, step))
         else:
             if not step_raw:
                 return None

@@ -8,6 +8,7 @@ from typing import Any
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from ..models import Parameter
+from ..service_numbers import range_length
 
 
 def distribution(p: Parameter) -> BaseDistribution:
@@ -46,10 +47,7 @@ def grid_size(parameters: list[Parameter]) -> int:
     sizes = []
     for p in parameters:
         values = _values(distribution(p))
-        # len() of a range past sys.maxsize raises; its steps are positive.
-        sizes.append(
-            max(0, -(-(values.stop - values.start) // values.step)) if isinstance(values, range) else len(values)
-        )
+        sizes.append(range_length(values.start, values.stop, values.step) if isinstance(values, range) else len(values))
     return math.prod(sizes)
 
 
