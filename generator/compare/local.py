@@ -61,7 +61,7 @@ def _holds_other_values(path: Path, values: dict[str, Any]) -> bool:
     """Whether an earlier search's values file is there and says other values (or cannot be read)."""
     try:
         return path.exists() and read_yaml_file(path, "") != values
-    except InputFileError:
+    except (OSError, InputFileError):  # Path.exists raises on a folder it may not search
         return True
 
 
