@@ -38,6 +38,7 @@ CHART_DIR = chart_dir()
 KATIB_API = "kubeflow.org/v1beta1/Experiment"
 KSERVE_API = "serving.kserve.io/v1beta1/InferenceService"
 _FAIL_LINE = re.compile(r"katib-nas: [^\n]*")
+_MULTI_ERROR = re.compile(r"(Error: (?:[A-Z ]+: )?)\d+ errors? occurred:")
 # pyhelm3 logs every failed command at WARNING; the CLI reports the failure itself, once.
 logging.getLogger("pyhelm3").addHandler(logging.NullHandler())
 
@@ -54,13 +55,26 @@ def helm_executable() -> str:
     )
 
 
+def _first_error(stderr: str) -> str:
+    """helm's error as one line. When helm gathers several (hashicorp/go-multierror: `Error: 2 errors
+    occurred:` then a `* ...` line each), the header says nothing: the causes are the lines below it."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if not lines:
+        return "helm failed"
+    header = _MULTI_ERROR.fullmatch(lines[0])
+    causes = [line[1:].strip() for line in lines[1:] if line.startswith("*")]
+    if header and causes:
+        return f"{header.group(1)}{'; '.join(causes)}"
+    return lines[0]
+
+
 def _wrap(exc: Exception) -> HelmError:
     raw = getattr(exc, "stderr", None)
     stderr = raw.decode(errors="replace") if isinstance(raw, bytes) else str(exc)
     fail = _FAIL_LINE.search(stderr)
     if fail:
         return HelmError(fail.group(0).strip(), stderr)
-    first = next((line.strip() for line in stderr.splitlines() if line.strip()), "helm failed")
+    first = _first_error(stderr)
     if isinstance(exc, pyhelm3.errors.ConnectionError) or "kubernetes cluster unreachable" in stderr.lower():
         return HelmError(
             f"cannot reach the cluster ({first}); check KUBECONFIG / kubectl config current-context", stderr

@@ -150,10 +150,21 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float) -> None:
         proc.wait()
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nobody listens on, and never one handed out before in this run. The kernel may
+    give two bind(0) calls in a row the same port; two servers told to use it then collide (the test
+    control plane once gave Katib's webhook kube-apiserver's port: the webhook could not start, and the
+    apiserver answered Katib's webhook calls)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 class Server:

@@ -15,6 +15,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from generator.errors import HelmError
+from generator.helm import install
+
 from .conftest import PROFILE_VALUES, ROOT, tool, tool_env
 from .controlplane import ControlPlane, start_control_plane
 from .test_validate import BASES, CASES, merged
@@ -163,6 +166,13 @@ def test_install_refuses_a_namespace_katib_would_refuse(control_plane: ControlPl
     assert direct.returncode != 0 and "the namespace lacks label" in direct.stderr, direct.stderr
     assert "failed" in helm(control_plane, "status", "nas", "--namespace", "unlabelled").stdout
     assert len(core.list_namespaced_persistent_volume_claim("unlabelled").items) == 1
+    # The same refusal through katib-nas's own helm call: helm gathers it under `1 error occurred:`,
+    # and the one line katib-nas prints is the cause, not that header.
+    with pytest.raises(HelmError) as failed:
+        install(BASE, release="again", namespace="unlabelled", kubeconfig=control_plane.kubeconfig)
+    assert "\n" not in failed.value.message and "error occurred" not in failed.value.message
+    assert failed.value.message.startswith("helm: Error: admission webhook "), failed.value.message
+    assert "the namespace lacks label" in failed.value.message
 
 
 # --- a search that goes on ---------------------------------------------------------------------
