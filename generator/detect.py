@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from typing import Any
 
 import yaml
 
+from .chart_files import kubernetes_too_old
 from .device_plugin import GPU_RESOURCE, SHARED_RESOURCE, Sharing, node_gpus, plugin_configs
-from .errors import ProfileError
+from .errors import ClusterError, ProfileError
 from .kube import api_client, cluster_error
 from .models import ClusterProfile, KServeSupport, NodeGroup, Reserve, StorageProfile, Taint
 from .quantity import parse_quantity
@@ -51,6 +53,9 @@ def profile_from_cluster(
     """
     if not nodes:
         raise ProfileError("the cluster has no nodes; check the kubeconfig context")
+    too_old = kubernetes_too_old(kubernetes_version) if re.fullmatch(r"\d+\.\d+", kubernetes_version) else None
+    if too_old:
+        raise ClusterError(f"the cluster runs Kubernetes {kubernetes_version}, {too_old}")
     groups: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
     reserve_cpu, reserve_mem = "0", "0"
     renamed = False  # the device plugin advertises time-slices as SHARED_RESOURCE

@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import shutil
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +19,9 @@ import pyhelm3
 import pyhelm3.errors
 import yaml
 
+from .chart_files import CHART_DIR, REPO_ROOT
 from .errors import HelmError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def chart_dir() -> Path:
-    """The chart: package data of an installed katib-nas (`generator/chart`, see pyproject.toml), else
-    the source tree's charts/katib-nas (an editable install or a checkout)."""
-    packaged = resources.files("generator") / "chart"
-    if isinstance(packaged, Path) and (packaged / "Chart.yaml").is_file():
-        return packaged
-    return REPO_ROOT / "charts" / "katib-nas"
-
-
-CHART_DIR = chart_dir()
 KATIB_API = "kubeflow.org/v1beta1/Experiment"
 KSERVE_API = "serving.kserve.io/v1beta1/InferenceService"
 _FAIL_LINE = re.compile(r"katib-nas: [^\n]*")

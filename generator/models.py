@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from katib_nas_contract.flags import TRAINERS
 
+from .chart_files import kubernetes_too_old
 from .quantity import parse_quantity
 
 AccessMode = Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod", "ReadOnlyMany"]
@@ -644,6 +645,14 @@ class ClusterProfile(StrictModel):
         description="The cluster's katib-config: algorithm -> Katib suggestion service that serves it (hyperopt, "
         "optuna, goptuna, skopt, hyperband, pbt, enas, darts). Unset: Katib v0.19 standalone's mapping.",
     )
+
+    @field_validator("kubernetesVersion")
+    @classmethod
+    def _chart_installs_there(cls, version: str) -> str:
+        too_old = kubernetes_too_old(version)
+        if too_old:
+            raise ValueError(f"{version} is {too_old}")
+        return version
 
     @field_validator("nodes")
     @classmethod

@@ -11,6 +11,7 @@ import yaml
 from kubernetes import client
 
 from generator.detect import profile_from_cluster
+from generator.errors import ClusterError
 from generator.profiles import dump_profile
 from generator.validate import validate_file
 
@@ -66,6 +67,18 @@ def test_identical_nodes_become_one_group_with_the_kubelet_reserve() -> None:
     assert profile.storage.storageClassName == "local-path"
     assert profile.gpuRuntimeClassName == "nvidia"
     assert not profile.kserve.supported
+
+
+def test_a_cluster_older_than_the_chart_supports_is_refused_by_name() -> None:
+    nodes, classes = k3s_cluster()
+    with pytest.raises(ClusterError) as refused:
+        profile_from_cluster("lab", nodes, classes, [], "1.28")
+    assert refused.value.message == (
+        "the cluster runs Kubernetes 1.28, older than Kubernetes 1.29, the oldest the chart installs on (Chart.yaml "
+        "kubeVersion); upgrade the cluster to 1.29 or newer, or run the search on this machine with "
+        "`katib-nas run --local`"
+    )
+    assert profile_from_cluster("lab", nodes, classes, [], "1.29").kubernetesVersion == "1.29"
 
 
 def test_a_detected_profile_checks_a_values_file(tmp_path: Path) -> None:

@@ -1102,6 +1102,14 @@ PROFILE = yaml.safe_load((ROOT / "generator" / "profiles" / "microk8s.yaml").rea
             ["kubernetesVersion: 'abc' is not allowed here; use the cluster's major.minor version, such as 1.31"],
         ),
         (
+            {"kubernetesVersion": "1.28"},
+            [
+                "kubernetesVersion: 1.28 is older than Kubernetes 1.29, the oldest the chart installs on (Chart.yaml "
+                "kubeVersion); upgrade the cluster to 1.29 or newer, or run the search on this machine with "
+                "`katib-nas run --local`"
+            ],
+        ),
+        (
             {"nodes": [{"name": "n", "count": 1000000, "cpu": "8", "memory": "16Gi"}]},
             ["nodes[0].count: Input should be less than or equal to 5000"],
         ),
@@ -1113,7 +1121,15 @@ PROFILE = yaml.safe_load((ROOT / "generator" / "profiles" / "microk8s.yaml").rea
             ],
         ),
     ],
-    ids=["node-cpu", "reserve-negative", "collector-cpu", "kubernetes-version", "node-count", "cluster-size"],
+    ids=[
+        "node-cpu",
+        "reserve-negative",
+        "collector-cpu",
+        "kubernetes-version",
+        "kubernetes-too-old",
+        "node-count",
+        "cluster-size",
+    ],
 )
 def test_a_profile_field_helm_or_the_checks_cannot_read_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], override: dict[str, Any], expected: list[str]
