@@ -206,5 +206,10 @@ def serving(model_dir: Path, log: Path, **env: str) -> Iterator[Server]:
         yield server
     finally:
         proc.terminate()
-        proc.wait(timeout=15)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # killed, so no server outlives its test, and reported
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"server did not stop within 15 s of SIGTERM:\n{server.logs()}") from None
     assert "Traceback" not in server.logs(), server.logs()

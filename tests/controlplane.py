@@ -263,7 +263,10 @@ def _install_katib(cp: ControlPlane, hook_port: int) -> None:
     args = ["--katib-config", str(cp.workdir / "katib-config.yaml"), "--cert-dir", str(cp.workdir)]
     cp.start("katib-controller", [*args, "--webhook-host", "127.0.0.1"], env=env)
 
-    def hook_listening() -> bool:
+    def hook_listening() -> bool:  # Katib's server says it has the port: a connect alone passes on any listener
+        serving = f'"msg":"Serving webhook server","host":"127.0.0.1","port":{hook_port}}}'
+        if serving not in cp.log("katib-controller"):
+            return False
         with socket.create_connection(("127.0.0.1", hook_port), timeout=1):
             return True
 

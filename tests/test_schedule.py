@@ -42,15 +42,24 @@ def _pods(cp: ControlPlane, selector: str) -> list[Any]:
     return list(client.CoreV1Api(cp.api()).list_namespaced_pod(NS, label_selector=selector).items)
 
 
-def _settled(cp: ControlPlane, selector: str, at_least: int, seconds: float = 90) -> list[Any]:
-    """Pods matching `selector` once at least `at_least` exist and their placement stops changing."""
-    deadline, last, since = time.monotonic() + seconds, None, time.monotonic()
+def _placed_or_refused(pod: Any) -> bool:
+    """The scheduler has decided: the pod is bound, or it says why no node fits."""
+    conditions = (pod.status.conditions if pod.status else None) or []
+    return bool(pod.spec.node_name) or any(c.type == "PodScheduled" and c.reason == "Unschedulable" for c in conditions)
+
+
+def _settled(cp: ControlPlane, selector: str, at_least: int, *, all_placed: bool = False) -> list[Any]:
+    """Pods matching `selector` once at least `at_least` exist, the scheduler has decided on each (every
+    one bound, with `all_placed`) and nothing has changed for 3 s: a pod the scheduler has not tried
+    yet is not settled."""
+    decided = (lambda pod: bool(pod.spec.node_name)) if all_placed else _placed_or_refused
+    deadline, last, since = time.monotonic() + 90, None, time.monotonic()
     while time.monotonic() < deadline:
         pods = _pods(cp, selector)
-        placed = sorted((p.metadata.name, p.spec.node_name or "") for p in pods)
+        placed = sorted((p.metadata.name, p.spec.node_name or "", decided(p)) for p in pods)
         if placed != last:
             last, since = placed, time.monotonic()
-        elif len(pods) >= at_least and time.monotonic() - since > 3:
+        elif len(pods) >= at_least and all(d for _, _, d in placed) and time.monotonic() - since > 3:
             return pods
         time.sleep(0.3)
     raise AssertionError(f"pods {selector} did not settle: {last}\n{cp.log('kube-scheduler')[-2000:]}")
@@ -110,7 +119,7 @@ def test_the_scheduler_runs_as_many_trials_as_the_generator_says(cluster: tuple[
     )
     installed = katib_nas("install", str(values), "--namespace", NS, "--kubeconfig", str(cp.kubeconfig))
     assert installed.returncode == 0, installed.stderr
-    others = _settled(cp, "app.kubernetes.io/component in (extract,server,batch)", at_least=3)
+    others = _settled(cp, "app.kubernetes.io/component in (extract,server,batch)", at_least=3, all_placed=True)
     assert all(p.spec.node_name for p in others), [(p.metadata.name, p.status.conditions) for p in others]
 
     fit = report.trials_at_once

@@ -115,12 +115,12 @@ def run(
             else:
                 log(f"the search finished without a complete trial under {experiment_dir}; nothing to serve")
             return 1
+        if not waiting_said and mode != "watch":  # said before any giving up: the log tells what was awaited
+            log(f"waiting for {'the search to finish' if mode == 'final' else 'a complete trial'} in {experiment_dir}")
+            waiting_said = True
         if timeout and time.monotonic() - started > timeout:
             log(f"gave up after {timeout:g}s without {'a finished search' if mode == 'final' else 'a best model'}")
             return 1
-        if not waiting_said and mode != "watch":
-            log(f"waiting for {'the search to finish' if mode == 'final' else 'a complete trial'} in {experiment_dir}")
-            waiting_said = True
         sleep(interval)
 
 
