@@ -52,7 +52,10 @@ def _settled(cp: ControlPlane, selector: str, at_least: int, *, all_placed: bool
     """Pods matching `selector` once at least `at_least` exist, the scheduler has decided on each (every
     one bound, with `all_placed`) and nothing has changed for 3 s: a pod the scheduler has not tried
     yet is not settled."""
-    decided = (lambda pod: bool(pod.spec.node_name)) if all_placed else _placed_or_refused
+
+    def decided(pod: Any) -> bool:
+        return bool(pod.spec.node_name) if all_placed else _placed_or_refused(pod)
+
     deadline, last, since = time.monotonic() + 90, None, time.monotonic()
     while time.monotonic() < deadline:
         pods = _pods(cp, selector)
