@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,17 @@ def test_first_waits_for_a_complete_trial_and_gives_up_on_timeout(tmp_path: Path
     )
     assert lines[0] == f"waiting for a complete trial in {exp}"
     assert lines[-1] == "gave up after 0.05s without a best model"
+
+    # A first look at the records slower than the timeout (a slow volume) still says what it awaited.
+    class SlowRecords(RecordsSource):
+        def poll(self) -> Any:
+            time.sleep(0.1)
+            return super().poll()
+
+    lines.clear()
+    slow = SlowRecords(exp, "accuracy", "maximize")
+    assert run(slow, exp, "first", interval=0.01, timeout=0.05, log=lines.append) == 1
+    assert lines == [f"waiting for a complete trial in {exp}", "gave up after 0.05s without a best model"]
     record(exp, "exp-a", {"accuracy": 0.9})
     assert (
         run(RecordsSource(exp, "accuracy", "maximize"), exp, "first", interval=0.01, timeout=1, log=lines.append) == 0
