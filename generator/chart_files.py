@@ -35,11 +35,13 @@ def oldest_kubernetes() -> tuple[int, int]:
 
 
 def kubernetes_too_old(version: str) -> str | None:
-    """Why the chart cannot install on Kubernetes `version` (major.minor digits), or None when it can;
-    the reason follows the version: "1.28 is " + reason."""
+    """Why the chart cannot install on Kubernetes `version`, or None when it can (or when `version` is
+    not major.minor digits, which the profile's pattern reports); the reason follows the version:
+    "1.28 is " + reason."""
+    found = re.fullmatch(r"([0-9]+)\.([0-9]+)", version)
     oldest = oldest_kubernetes()
-    major, minor = (int(part[:9]) for part in version.split("."))  # [:9]: never int() of 4300 digits
-    if (major, minor) >= oldest:
+    # [:9]: never int() of 4300 digits
+    if found is None or (int(found.group(1)[:9]), int(found.group(2)[:9])) >= oldest:
         return None
     floor = ".".join(map(str, oldest))
     return (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from typing import Any
 
@@ -53,7 +52,7 @@ def profile_from_cluster(
     """
     if not nodes:
         raise ProfileError("the cluster has no nodes; check the kubeconfig context")
-    too_old = kubernetes_too_old(kubernetes_version) if re.fullmatch(r"\d+\.\d+", kubernetes_version) else None
+    too_old = kubernetes_too_old(kubernetes_version)
     if too_old:
         raise ClusterError(f"the cluster runs Kubernetes {kubernetes_version}, {too_old}")
     groups: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
