@@ -140,14 +140,17 @@ def server_image_env(**env: str) -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [blockers, os.environ.get("PYTHONPATH")])), **env)
 
 
-def stop_process(proc: subprocess.Popen[Any], timeout: float) -> None:
-    """SIGTERM, then SIGKILL after `timeout` seconds: a test's processes never outlive it."""
+def stop_process(proc: subprocess.Popen[Any], timeout: float) -> bool:
+    """SIGTERM, then SIGKILL after `timeout` seconds: a test's processes never outlive it. Whether
+    SIGTERM was enough."""
     proc.terminate()
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+        return False
+    return True
 
 
 _HANDED_OUT: set[int] = set()
@@ -205,11 +208,6 @@ def serving(model_dir: Path, log: Path, **env: str) -> Iterator[Server]:
             raise AssertionError(f"server did not start:\n{server.logs()}")
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:  # killed, so no server outlives its test, and reported
-            proc.kill()
-            proc.wait()
-            raise AssertionError(f"server did not stop within 15 s of SIGTERM:\n{server.logs()}") from None
+        if not stop_process(proc, 15):
+            raise AssertionError(f"server did not stop within 15 s of SIGTERM:\n{server.logs()}")
     assert "Traceback" not in server.logs(), server.logs()
